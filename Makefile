@@ -1,0 +1,44 @@
+# SafeRoll: `make demo` runs the whole product locally, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# The test suite runs on the real services: PostgreSQL and Redis on this machine.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saferoll
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_WORKERS ?= 2
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	SAFEROLL_SECRET_KEY=test-only-secret SAFEROLL_ENROLLMENT_KEY=test-enrollment-key
+
+.PHONY: install demo serve test lint check bench lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	touch $@
+
+demo: install
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py seed_demo
+	$(PY) manage.py serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check: install
+	$(TEST_ENV) $(PY) manage.py check
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
+
+test: lint check
+	$(TEST_ENV) $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Regenerate requirements.lock after changing pyproject.toml.
+lock:
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .saferoll .pytest_cache

@@ -1,0 +1,341 @@
+"""The SLO gate engine: from a ring's health to PROMOTE, PAUSE, ROLLBACK or WAIT.
+
+Pure Python with no Django imports, so it can be tested and benchmarked on its own. The default
+thresholds and the decision are those of 000 §6.2 / §9.3; WAIT (too little data), the reporting
+rate, the optional KPIs of 002 and the deployment-failure and Sev1 gates come on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    PROMOTE = "PROMOTE"
+    PAUSE = "PAUSE"
+    ROLLBACK = "ROLLBACK"
+    WAIT = "WAIT"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds and evaluation settings. None switches an optional gate off."""
+
+    crash_free_min: float = 0.990
+    crash_free_critical: float = 0.950
+    boot_success_min: float = 0.995
+    boot_success_critical: float = 0.970
+    latency_max_ms: float = 500
+    latency_critical_ms: float = 1000
+    window_minutes: int = 5
+    # Fewer reporting devices than this and the decision is WAIT: no data never reads as healthy.
+    min_sample: int = 10
+    # Share of the ring's devices running the release that reported in the window.
+    reporting_rate_min: float | None = 0.90
+    # A ring that goes this silent is treated as failing (000 §9.5 "network issue").
+    reporting_rate_critical: float | None = 0.50
+    # A device that activated more recently than this is not yet expected to have reported.
+    reporting_grace_seconds: int = 60
+    availability_min: float | None = None
+    event_lag_max_ms: float | None = None
+    # Mean dropped events per check.
+    dropped_events_max: float | None = None
+    # Share of the ring's deployments that failed or were rolled back (002 C8).
+    deployment_failure_max: float | None = 0.05
+    block_on_sev1: bool = True
+    # Consecutive non-critical failures before the autopilot pauses (002 C8).
+    consecutive_failures_to_pause: int = 3
+
+    _RATES = (
+        "crash_free_min",
+        "crash_free_critical",
+        "boot_success_min",
+        "boot_success_critical",
+        "reporting_rate_min",
+        "reporting_rate_critical",
+        "availability_min",
+        "deployment_failure_max",
+    )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> GateConfig:
+        """Build from a plan's JSON, filling defaults; raise ValueError naming the bad key."""
+        data = dict(data or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown gate setting(s): {', '.join(unknown)}.")
+        for key, value in data.items():
+            data[key] = _check_value(key, value, known[key].type)
+        config = cls(**data)
+        config._check_consistency()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def _check_consistency(self) -> None:
+        if self.crash_free_critical > self.crash_free_min:
+            raise ValueError("crash_free_critical must not be above crash_free_min.")
+        if self.boot_success_critical > self.boot_success_min:
+            raise ValueError("boot_success_critical must not be above boot_success_min.")
+        if self.latency_critical_ms < self.latency_max_ms:
+            raise ValueError("latency_critical_ms must not be below latency_max_ms.")
+        if self.window_minutes < 1:
+            raise ValueError("window_minutes must be at least 1.")
+        if self.min_sample < 1:
+            raise ValueError("min_sample must be at least 1.")
+        if self.consecutive_failures_to_pause < 1:
+            raise ValueError("consecutive_failures_to_pause must be at least 1.")
+
+
+def _check_value(key: str, value: Any, type_name: str) -> Any:
+    optional = "None" in type_name
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{key} may not be null.")
+    if "bool" in type_name:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} must be a number.")
+    if value < 0:
+        raise ValueError(f"{key} must not be negative.")
+    if key in GateConfig._RATES and value > 1:
+        raise ValueError(f"{key} is a share between 0 and 1.")
+    if "int" in type_name and "float" not in type_name:
+        if value != int(value):
+            raise ValueError(f"{key} must be a whole number.")
+        return int(value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class RingHealth:
+    """Aggregated health of a ring over a window (000 §6.4), plus what SafeRoll adds."""
+
+    ring: str
+    total_devices: int = 0
+    crash_free_rate: float = 1.0
+    boot_success_rate: float = 1.0
+    median_latency_ms: float = 0
+    window_minutes: int = 5
+    # Devices that should have reported in the window; None when unknown.
+    expected_devices: int | None = None
+    availability: float | None = None
+    event_lag_ms: float | None = None
+    dropped_events: float | None = None
+
+    @property
+    def reporting_rate(self) -> float | None:
+        if not self.expected_devices:
+            return None
+        return min(1.0, self.total_devices / self.expected_devices)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reporting_rate"] = _round(self.reporting_rate)
+        return data
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the gates weigh besides health: deployments of the ring and open incidents."""
+
+    deployment_failure_rate: float | None = None
+    open_sev1_incidents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    label: str
+    value: float | int | None
+    threshold: float | int
+    operator: str
+    passed: bool
+    critical: bool = False
+    critical_threshold: float | None = None
+    # Gates that judge health need the minimum sample; the others stand on their own.
+    needs_sample: bool = True
+    # A critical failure of these gates means ROLLBACK (000 §6.2); the rest can only pause.
+    rolls_back: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "value": _round(self.value),
+            "threshold": self.threshold,
+            "operator": self.operator,
+            "passed": self.passed,
+        }
+        if self.critical_threshold is not None:
+            data["critical_threshold"] = self.critical_threshold
+            data["critical"] = self.critical
+        return data
+
+    def describe(self) -> str:
+        return f"{self.label} {_show(self.name, self.value)} (goal {self.operator} {_show(self.name, self.threshold)})"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    evaluation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "reason": self.reason, "evaluation": self.evaluation}
+
+
+def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = None) -> Decision:
+    """Judge a ring: ROLLBACK on a critical failure, PROMOTE when every gate passes,
+    WAIT when too few devices reported to tell, and PAUSE otherwise."""
+    signals = signals or Signals()
+    gates = _gates(health, config, signals)
+    enough_data = health.total_devices >= config.min_sample
+    judged = [gate for gate in gates if enough_data or not gate.needs_sample]
+    critical = [gate for gate in judged if gate.critical and gate.rolls_back]
+    failing = [gate for gate in judged if not gate.passed]
+
+    if critical:
+        action = Action.ROLLBACK
+        reason = "Critical: " + "; ".join(_critical_text(gate) for gate in critical) + "."
+    elif failing:
+        action = Action.PAUSE
+        reason = "SLO gates failing but not critical: " + "; ".join(gate.describe() for gate in failing) + "."
+    elif not enough_data:
+        action = Action.WAIT
+        reason = (
+            f"Too little data: {health.total_devices} of the {config.min_sample} devices needed "
+            f"reported in the last {health.window_minutes} minutes."
+        )
+    else:
+        action = Action.PROMOTE
+        reason = f"All {len(gates)} SLO gates passed on {health.total_devices} devices."
+
+    overall = {Action.PROMOTE: "PASS", Action.WAIT: "WAIT"}.get(action, "FAIL")
+    evaluation = {
+        "ring": health.ring,
+        "overall": overall,
+        "gates": {gate.name: gate.to_dict() for gate in gates},
+        "health": health.to_dict(),
+    }
+    if signals.open_sev1_incidents:
+        evaluation["open_sev1_incidents"] = list(signals.open_sev1_incidents)
+    return Decision(action=action, reason=reason, evaluation=evaluation)
+
+
+def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gate]:
+    gates = [
+        _at_least(
+            "crash_free_rate",
+            "Crash-free rate",
+            health.crash_free_rate,
+            config.crash_free_min,
+            config.crash_free_critical,
+            rolls_back=True,
+        ),
+        _at_least(
+            "boot_success_rate",
+            "Boot success rate",
+            health.boot_success_rate,
+            config.boot_success_min,
+            config.boot_success_critical,
+            rolls_back=True,
+        ),
+        _at_most(
+            "median_latency_ms",
+            "Median latency",
+            health.median_latency_ms,
+            config.latency_max_ms,
+            config.latency_critical_ms,
+        ),
+    ]
+    if config.reporting_rate_min is not None and health.reporting_rate is not None:
+        # Judged whenever the ring has enough devices to expect reports from: silence is the signal.
+        enough_expected = (health.expected_devices or 0) >= config.min_sample
+        gate = _at_least(
+            "reporting_rate",
+            "Reporting rate",
+            health.reporting_rate,
+            config.reporting_rate_min,
+            config.reporting_rate_critical,
+            rolls_back=True,
+            needs_sample=False,
+        )
+        if enough_expected:
+            gates.append(gate)
+    if config.availability_min is not None and health.availability is not None:
+        gates.append(_at_least("availability", "Availability", health.availability, config.availability_min))
+    if config.event_lag_max_ms is not None and health.event_lag_ms is not None:
+        gates.append(_at_most("event_lag_ms", "Event lag", health.event_lag_ms, config.event_lag_max_ms))
+    if config.dropped_events_max is not None and health.dropped_events is not None:
+        gates.append(
+            _at_most("dropped_events", "Dropped events", health.dropped_events, config.dropped_events_max)
+        )
+    if config.deployment_failure_max is not None and signals.deployment_failure_rate is not None:
+        gates.append(
+            _at_most(
+                "deployment_failure_rate",
+                "Deployment failure rate",
+                signals.deployment_failure_rate,
+                config.deployment_failure_max,
+                needs_sample=False,
+            )
+        )
+    if config.block_on_sev1:
+        count = len(signals.open_sev1_incidents)
+        gates.append(
+            Gate("sev1_incidents", "Open Sev1 incidents", count, 0, "<=", count == 0, needs_sample=False)
+        )
+    return gates
+
+
+def _at_least(
+    name, label, value, threshold, critical_below=None, *, rolls_back=False, needs_sample=True
+) -> Gate:
+    critical = critical_below is not None and value < critical_below
+    return Gate(
+        name,
+        label,
+        value,
+        threshold,
+        ">=",
+        value >= threshold,
+        critical,
+        critical_below,
+        needs_sample,
+        rolls_back,
+    )
+
+
+def _at_most(name, label, value, threshold, critical_above=None, *, needs_sample=True) -> Gate:
+    critical = critical_above is not None and value > critical_above
+    return Gate(
+        name, label, value, threshold, "<=", value <= threshold, critical, critical_above, needs_sample
+    )
+
+
+def _critical_text(gate: Gate) -> str:
+    side = "below" if gate.operator == ">=" else "above"
+    return f"{gate.label.lower()} {_show(gate.name, gate.value)} is {side} {_show(gate.name, gate.critical_threshold)}"
+
+
+def _show(name: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if name.endswith("_ms"):
+        return f"{value:.0f} ms"
+    if name in ("sev1_incidents", "dropped_events"):
+        return f"{value:g}"
+    return f"{value * 100:.1f}%"
+
+
+def _round(value: float | int | None) -> float | int | None:
+    if isinstance(value, float):
+        return round(value, 4)
+    return value

@@ -1,0 +1,45 @@
+"""What the gates judge for a rollout: the current ring's devices that run the release."""
+
+import datetime as dt
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from rollouts.choices import DeploymentState, IncidentSeverity, IncidentStatus
+from rollouts.gates import GateConfig, RingHealth, Signals
+from rollouts.models import DeviceDeployment, Incident, Rollout
+from telemetry.models import HealthCheck
+from telemetry.selectors import summarize, window_start
+
+
+def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
+    """Health of the devices a rollout targeted in `ring`, from checks that report its version.
+
+    Devices that activated the release are expected to report; those that activated within the
+    grace period have not had the time to, so they are not counted as silent yet."""
+    now = now or timezone.now()
+    config = GateConfig.from_dict(rollout.gate_config)
+    deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
+    checks = HealthCheck.objects.filter(
+        device_id__in=deployments.values("device_id"),
+        version=rollout.release.version,
+        received_at__gte=window_start(config.window_minutes, now),
+    )
+    expected = deployments.filter(
+        state=DeploymentState.ACTIVATED,
+        activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
+    ).count()
+    return summarize(checks, ring=ring, window_minutes=config.window_minutes, expected_devices=expected)
+
+
+def rollout_signals(rollout: Rollout, ring: str) -> Signals:
+    """Deployment failures in the ring (002 C8) and open Sev1 incidents on the release."""
+    counts = DeviceDeployment.objects.filter(rollout=rollout, ring=ring).aggregate(
+        exposed=Count("id", filter=~Q(state__in=[DeploymentState.PENDING, DeploymentState.CANCELLED])),
+        failed=Count("id", filter=Q(state__in=[DeploymentState.FAILED, DeploymentState.ROLLED_BACK])),
+    )
+    failure_rate = counts["failed"] / counts["exposed"] if counts["exposed"] else None
+    sev1 = Incident.objects.filter(
+        release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
+    ).values_list("title", flat=True)
+    return Signals(deployment_failure_rate=failure_rate, open_sev1_incidents=tuple(sev1))

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from saferoll import views
+
+urlpatterns = [
+    path("", views.root, name="root"),
+    path("health", views.health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/", include("saferoll.api.urls")),
+    path("api/", include("devices.api.urls")),
+    path("api/", include("rollouts.api.urls")),
+    path("api/", include("telemetry.api.urls")),
+]
