@@ -1,1 +1,8 @@
-urlpatterns: list = []
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("devices.api.enrollment")),
+    path("", include("devices.api.devices")),
+    path("", include("devices.api.cohorts")),
+    path("", include("devices.api.protocol")),
+]

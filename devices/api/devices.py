@@ -1,0 +1,3 @@
+"""Placeholder until this API module is written."""
+
+urlpatterns: list = []
