@@ -1,0 +1,243 @@
+"""One device's side of a rollout: what it should run now, and the deployment steps it reports.
+
+Device reports are not audit events (a fleet sends thousands): the DeviceDeployment row, with the
+time of each step, is their record.
+"""
+
+import dataclasses
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.http import Http404
+from django.utils import timezone
+
+from devices.models import Device
+from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
+from rollouts.models import DeviceDeployment, Release, Rollout
+from saferoll.api.errors import Conflict
+
+# Logs a device attaches to a deployment (002 E15) are capped so one device cannot fill the table.
+DIAGNOSTICS_MAX_BYTES = 64 * 1024
+ERROR_MAX_CHARS = 2000
+
+# Rollouts whose deployments still tell devices what to do.
+_STEERING_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.PAUSED, RolloutStatus.ROLLED_BACK)
+_INSTALL_STATES = (DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED)
+_STEP_TIMESTAMP = {
+    DeploymentState.DOWNLOADING: "downloading_at",
+    DeploymentState.VERIFIED: "verified_at",
+    DeploymentState.ACTIVATED: "activated_at",
+    DeploymentState.FAILED: "failed_at",
+    DeploymentState.ROLLED_BACK: "rolled_back_at",
+}
+
+
+class DesiredAction:
+    NONE = "none"
+    INSTALL = "install"
+    ROLLBACK = "rollback"
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredState:
+    """What a device should do now. `release` is None for "none", and for a rollback with no
+    previous release (then `rollback_version` is the version the device ran before)."""
+
+    action: str
+    version: str = ""
+    deployment: DeviceDeployment | None = None
+    release: Release | None = None
+    rollback_version: str = ""
+    activate: bool = False
+    activate_after: dt.datetime | None = None
+
+
+def activation_start(
+    window_start: dt.time | None, window_end: dt.time | None, now: dt.datetime
+) -> dt.datetime | None:
+    """When a device may activate under a daily UTC window: None when it may now (no window, or
+    inside it), else the next start of the window. A window whose end is before its start spans
+    midnight (22:00 to 04:00); an empty one (start == end) is treated as no window."""
+    if window_start is None or window_end is None or window_start == window_end:
+        return None
+    now_utc = now.astimezone(dt.UTC)
+    moment = now_utc.time().replace(tzinfo=None)
+    if window_start < window_end:
+        inside = window_start <= moment < window_end
+    else:
+        inside = moment >= window_start or moment < window_end
+    if inside:
+        return None
+    start_today = dt.datetime.combine(now_utc.date(), window_start, tzinfo=dt.UTC)
+    return start_today if start_today > now_utc else start_today + dt.timedelta(days=1)
+
+
+def device_steering_deployment(device: Device) -> DeviceDeployment | None:
+    """The device's newest live deployment in a rollout that still steers it."""
+    return (
+        DeviceDeployment.objects.filter(
+            device=device, state__in=LIVE_DEPLOYMENT_STATES, rollout__status__in=_STEERING_STATUSES
+        )
+        .select_related("rollout__release__previous_release")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def device_desired_state(*, device: Device, now: dt.datetime | None = None) -> DesiredState:
+    """Nothing to do, a release to download (and when it may be activated), or a rollback."""
+    now = now or timezone.now()
+    deployment = device_steering_deployment(device)
+    nothing = DesiredState(action=DesiredAction.NONE, version=device.app_version)
+    if deployment is None:
+        return nothing
+    rollout = deployment.rollout
+    release = rollout.release
+    if deployment.state == DeploymentState.ROLLING_BACK:
+        target = release.previous_release
+        return DesiredState(
+            action=DesiredAction.ROLLBACK,
+            version=target.version if target else deployment.from_version,
+            deployment=deployment,
+            release=target,
+            rollback_version=target.version if target else deployment.from_version,
+        )
+    if deployment.state not in _INSTALL_STATES:
+        return nothing
+    if rollout.status == RolloutStatus.ACTIVE:
+        return DesiredState(
+            action=DesiredAction.INSTALL,
+            version=release.version,
+            deployment=deployment,
+            release=release,
+            activate=True,
+            activate_after=activation_start(
+                rollout.activation_window_start, rollout.activation_window_end, now
+            ),
+        )
+    if rollout.status == RolloutStatus.PAUSED and deployment.state != DeploymentState.PENDING:
+        # A device that already started may finish downloading, but not activate (002 B4);
+        # a device that has not started waits for the rollout to resume.
+        return DesiredState(
+            action=DesiredAction.INSTALL,
+            version=release.version,
+            deployment=deployment,
+            release=release,
+            activate=False,
+        )
+    return nothing
+
+
+def _deployment_for(*, device: Device, rollout_id: str) -> DeviceDeployment:
+    deployment = (
+        DeviceDeployment.objects.filter(device=device, rollout__rollout_id=rollout_id)
+        .select_related("rollout__release__previous_release", "device")
+        .first()
+    )
+    if deployment is None:
+        raise Http404(f"Device {device.device_id} has no deployment in rollout {rollout_id}.")
+    return deployment
+
+
+def _validate_diagnostics(diagnostics: str) -> None:
+    if len(diagnostics.encode()) > DIAGNOSTICS_MAX_BYTES:
+        raise ValidationError(
+            {
+                "diagnostics": [
+                    f"Diagnostics are at most {DIAGNOSTICS_MAX_BYTES // 1024} KB; send the tail of the log."
+                ]
+            }
+        )
+
+
+@transaction.atomic
+def deployment_report(
+    *,
+    device: Device,
+    rollout: Rollout | str,
+    state: str,
+    error: str = "",
+    diagnostics: str = "",
+    now: dt.datetime | None = None,
+) -> DeviceDeployment:
+    """Record a step the device reports for its deployment in `rollout` (a Rollout or its id).
+
+    The step must follow one of its allowed predecessors (DEPLOYMENT_STEPS); reporting the state the
+    deployment is already in changes nothing, so a retried request is harmless. Anything else is a
+    Conflict (409). Raises Http404 when the device has no deployment in that rollout."""
+    rollout_id = rollout.rollout_id if isinstance(rollout, Rollout) else rollout
+    if state not in DEPLOYMENT_STEPS:
+        raise ValidationError({"state": [f"Devices report one of: {', '.join(DEPLOYMENT_STEPS)}."]})
+    if state == DeploymentState.FAILED and not error.strip():
+        raise ValidationError(
+            {"error": ["A failed deployment needs an error message saying what went wrong."]}
+        )
+    if len(error) > ERROR_MAX_CHARS:
+        raise ValidationError({"error": [f"An error message is at most {ERROR_MAX_CHARS} characters."]})
+    _validate_diagnostics(diagnostics)
+    now = now or timezone.now()
+    deployment = _deployment_for(device=device, rollout_id=rollout_id)
+    rollout = deployment.rollout
+
+    if rollout.status == RolloutStatus.ROLLED_BACK and state != DeploymentState.ROLLED_BACK:
+        raise Conflict(
+            f"Rollout {rollout_id} was rolled back: the only step a device may still report is rolled_back.",
+            state=deployment.state,
+        )
+    if deployment.state == state:
+        return deployment
+    allowed_from = DEPLOYMENT_STEPS[state]
+    if deployment.state not in allowed_from:
+        raise Conflict(
+            f"A deployment in state {deployment.state} cannot become {state}; "
+            f"{state} follows {' or '.join(allowed_from)}.",
+            state=deployment.state,
+        )
+
+    changes: dict = {"state": state, "state_changed_at": now, _STEP_TIMESTAMP[state]: now}
+    if state == DeploymentState.DOWNLOADING:
+        changes["attempts"] = F("attempts") + 1
+    if state == DeploymentState.FAILED:
+        changes["last_error"] = error
+        changes["diagnostics"] = diagnostics
+    elif diagnostics:
+        changes["diagnostics"] = diagnostics
+    # Compare-and-swap on the state we checked: of two concurrent reports only one moves the row;
+    # the other sees a count of 0 and is answered from the state that won.
+    moved = DeviceDeployment.objects.filter(pk=deployment.pk, state=deployment.state).update(**changes)
+    if not moved:
+        deployment.refresh_from_db()
+        if deployment.state == state:
+            return deployment
+        raise Conflict(
+            f"The deployment changed to {deployment.state} while this report of {state} was being recorded.",
+            state=deployment.state,
+        )
+
+    if state == DeploymentState.ACTIVATED:
+        Device.objects.filter(pk=device.pk).update(app_version=rollout.release.version)
+        device.app_version = rollout.release.version
+    elif state == DeploymentState.ROLLED_BACK:
+        previous = rollout.release.previous_release
+        version = previous.version if previous else deployment.from_version
+        if version:
+            Device.objects.filter(pk=device.pk).update(app_version=version)
+            device.app_version = version
+    deployment.refresh_from_db()
+    return deployment
+
+
+@transaction.atomic
+def deployment_attach_diagnostics(
+    *, device: Device, rollout: Rollout | str, diagnostics: str
+) -> DeviceDeployment:
+    """Attach the device's logs to its deployment (002 E15), replacing what it sent before."""
+    rollout_id = rollout.rollout_id if isinstance(rollout, Rollout) else rollout
+    _validate_diagnostics(diagnostics)
+    deployment = _deployment_for(device=device, rollout_id=rollout_id)
+    # Only the diagnostics column: state reports may be updating the same row concurrently.
+    DeviceDeployment.objects.filter(pk=deployment.pk).update(diagnostics=diagnostics)
+    deployment.refresh_from_db()
+    return deployment
