@@ -1,14 +1,38 @@
-"""Health aggregation (000 §6.4): windows cut on the server's receive time."""
+"""Health aggregation (000 §6.4): windows cut on the server's receive time.
+
+PostgreSQL computes medians in the aggregate query itself (percentile_cont); SQLite, the embedded
+default, has no ordered-set aggregates, so there the median is read by offset into sorted values.
+"""
+
+from __future__ import annotations
 
 import datetime as dt
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from django.db.models import Avg, Count, FloatField, Q, QuerySet
-from django.db.models.functions import Cast
+from django.conf import settings
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, FloatField, Q, QuerySet
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from devices.models import Device
 from rollouts.gates import RingHealth
 from telemetry.models import HealthCheck
+
+
+class Median(Aggregate):
+    """The continuous median (PostgreSQL only); NULLs are ignored like in any aggregate."""
+
+    function = "percentile_cont"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def _has_median() -> bool:
+    return connection.vendor == "postgresql"
 
 
 def window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.datetime:
@@ -20,29 +44,40 @@ def summarize(
 ) -> RingHealth:
     """Aggregate checks already cut to a window. An empty window gives the default healthy values
     with total_devices 0; the gate engine turns that into WAIT, never into PROMOTE."""
-    totals = checks.aggregate(
-        devices=Count("device_id", distinct=True),
-        checks=Count("id"),
-        crash_free=Avg("crash_free"),
-        boot_ok=Avg(Cast("boot_ok", FloatField())),
-        availability=Avg("availability"),
-        dropped=Avg("dropped_events"),
-        with_lag=Count("id", filter=Q(event_lag_ms__isnull=False)),
-    )
+    aggregates: dict[str, Any] = {
+        "devices": Count("device_id", distinct=True),
+        "checks": Count("id"),
+        "crash_free": Avg("crash_free"),
+        # A count, not AVG(boot_ok::float): PostgreSQL has no boolean → float cast.
+        "booted": Count("id", filter=Q(boot_ok=True)),
+        "availability": Avg("availability"),
+        "dropped": Avg("dropped_events"),
+        "with_lag": Count("id", filter=Q(event_lag_ms__isnull=False)),
+    }
+    if _has_median():
+        # One round trip on PostgreSQL: the medians come with the other aggregates.
+        aggregates["latency"] = Median("checkin_latency_ms")
+        aggregates["lag"] = Median("event_lag_ms")
+    totals = checks.aggregate(**aggregates)
     if not totals["checks"]:
         return RingHealth(ring=ring, window_minutes=window_minutes, expected_devices=expected_devices)
+    if not _has_median():
+        totals["latency"] = _median(checks, "checkin_latency_ms", totals["checks"])
+        totals["lag"] = (
+            _median(checks.exclude(event_lag_ms=None), "event_lag_ms", totals["with_lag"])
+            if totals["with_lag"]
+            else None
+        )
     return RingHealth(
         ring=ring,
         total_devices=totals["devices"],
         crash_free_rate=totals["crash_free"],
-        boot_success_rate=totals["boot_ok"],
-        median_latency_ms=_median(checks, "checkin_latency_ms", totals["checks"]),
+        boot_success_rate=totals["booted"] / totals["checks"],
+        median_latency_ms=totals["latency"],
         window_minutes=window_minutes,
         expected_devices=expected_devices,
         availability=totals["availability"],
-        event_lag_ms=_median(checks.exclude(event_lag_ms=None), "event_lag_ms", totals["with_lag"])
-        if totals["with_lag"]
-        else None,
+        event_lag_ms=totals["lag"],
         dropped_events=totals["dropped"],
     )
 
@@ -57,13 +92,110 @@ def _median(checks: QuerySet[HealthCheck], field: str, count: int) -> float:
     return (low + high) / 2
 
 
+def known_ring(ring: str) -> bool:
+    """A ring exists when the fleet's configuration names it or a device is in it."""
+    return ring in settings.SAFEROLL_RING_SHARES or Device.objects.filter(ring=ring).exists()
+
+
 def ring_health(
     ring: str, *, window_minutes: int = 5, version: str | None = None, now: dt.datetime | None = None
 ) -> RingHealth:
-    """Health of every device of a ring (optionally only checks reporting `version`)."""
-    checks = HealthCheck.objects.filter(ring=ring, received_at__gte=window_start(window_minutes, now))
+    """Health of every device of a ring (optionally only checks reporting `version`).
+
+    Every device of the ring (running `version`, when given) is expected to report, so a ring
+    that goes silent shows a falling reporting rate instead of fewer, healthier-looking checks."""
+    now = now or timezone.now()
+    # Served by the (ring, received_at) index. The upper bound keeps a window asked for at an
+    # explicit `now` from seeing checks that arrived later.
+    checks = HealthCheck.objects.filter(
+        ring=ring, received_at__gte=window_start(window_minutes, now), received_at__lte=now
+    )
     devices = Device.objects.filter(ring=ring)
     if version:
         checks = checks.filter(version=version)
         devices = devices.filter(app_version=version)
     return summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count())
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One minute of a health chart. Metrics are None for a minute in which nobody reported:
+    no data is drawn as a gap, never as a healthy value."""
+
+    minute: dt.datetime
+    total_devices: int = 0
+    crash_free_rate: float | None = None
+    boot_success_rate: float | None = None
+    median_latency_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ring_series(
+    *,
+    ring: str | None = None,
+    device_ids: Iterable[int] | QuerySet | None = None,
+    version: str | None = None,
+    minutes: int = 30,
+    now: dt.datetime | None = None,
+) -> list[SeriesPoint]:
+    """Per-minute health over the last `minutes` minutes, oldest first, one point per minute
+    (the current, partial minute included), minutes without checks carrying None metrics.
+
+    `device_ids` are Device primary keys (a list or a subquery such as a rollout's deployments'
+    `device_id` values), so a rollout can chart exactly its own devices."""
+    now = now or timezone.now()
+    last_minute = now.replace(second=0, microsecond=0)
+    first_minute = last_minute - dt.timedelta(minutes=minutes - 1)
+    checks = HealthCheck.objects.filter(received_at__gte=first_minute, received_at__lte=now)
+    if ring is not None:
+        checks = checks.filter(ring=ring)
+    if device_ids is not None:
+        checks = checks.filter(device_id__in=device_ids)
+    if version:
+        checks = checks.filter(version=version)
+
+    buckets = checks.annotate(bucket=TruncMinute("received_at")).values("bucket")
+    aggregates: dict[str, Any] = {
+        "devices": Count("device_id", distinct=True),
+        "checks": Count("id"),
+        "crash_free": Avg("crash_free"),
+        "booted": Count("id", filter=Q(boot_ok=True)),
+    }
+    if _has_median():
+        aggregates["latency"] = Median("checkin_latency_ms")
+    # order_by() clears the model's default ordering, which must not leak into GROUP BY.
+    rows = {row["bucket"]: row for row in buckets.annotate(**aggregates).order_by()}
+    if rows and not _has_median():
+        for bucket, latencies in _latencies_by_minute(checks).items():
+            if bucket in rows:
+                rows[bucket]["latency"] = statistics.median(latencies)
+
+    points = []
+    for offset in range(minutes):
+        minute = first_minute + dt.timedelta(minutes=offset)
+        row = rows.get(minute)
+        if row is None:
+            points.append(SeriesPoint(minute=minute))
+            continue
+        points.append(
+            SeriesPoint(
+                minute=minute,
+                total_devices=row["devices"],
+                crash_free_rate=row["crash_free"],
+                boot_success_rate=row["booted"] / row["checks"],
+                median_latency_ms=row["latency"],
+            )
+        )
+    return points
+
+
+def _latencies_by_minute(checks: QuerySet[HealthCheck]) -> dict[dt.datetime, list[int]]:
+    """SQLite's path: the embedded default serves small fleets, so the values are read once and
+    the medians computed here."""
+    by_minute: dict[dt.datetime, list[int]] = {}
+    values = checks.annotate(bucket=TruncMinute("received_at")).values_list("bucket", "checkin_latency_ms")
+    for bucket, latency in values.order_by():
+        by_minute.setdefault(bucket, []).append(latency)
+    return by_minute
