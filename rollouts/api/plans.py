@@ -1,3 +1,152 @@
-"""Placeholder until this API module is written."""
+"""Rollout plans over REST: stages, gate thresholds, activation window. Writes are audited.
 
-urlpatterns: list = []
+    GET  /api/plans                 {"plans": [...], "count", "next", "previous"}
+    POST /api/plans                 {"name", "stages", "gate_config"?, "description"?, ...}
+    GET  /api/plans/{name or id}
+    PATCH /api/plans/{name or id}
+
+A rollout freezes its plan's stages and gates when it is created; changing a plan changes only
+the rollouts created after.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from rollouts import services
+from rollouts.api.rollouts import RolloutErrorSerializer, keyed_pagination
+from rollouts.filtersets import RolloutPlanFilterSet
+from rollouts.gates import GateConfig
+from rollouts.models import RolloutPlan
+from rollouts.permissions import PlanPermission
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    stages = serializers.JSONField(
+        help_text='[{"ring": "pilot", "bake_minutes": 2, "auto_advance": true, "cohort"?: name, "rings"?: [...]}]'
+    )
+    gate_config = serializers.JSONField(
+        required=False, default=dict, help_text="Gate settings; see effective_gate_config for every key."
+    )
+    effective_gate_config = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RolloutPlan
+        fields = [
+            "id",
+            "name",
+            "description",
+            "stages",
+            "gate_config",
+            "effective_gate_config",
+            "activation_window_start",
+            "activation_window_end",
+            "is_default",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at", "effective_gate_config"]
+
+    def validate_stages(self, value):
+        return _checked(services.plan_clean_stages, value)
+
+    def validate_gate_config(self, value):
+        return _checked(services.plan_clean_gate_config, value)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_effective_gate_config(self, plan: RolloutPlan) -> dict:
+        """The thresholds a rollout created now would freeze: the plan's settings over the defaults."""
+        try:
+            return GateConfig.from_dict(plan.gate_config).to_dict()
+        except ValueError:
+            return {}
+
+
+def _checked(clean, value):
+    try:
+        return clean(value)
+    except services.PlanInvalid as exc:
+        raise serializers.ValidationError(exc.message) from exc
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List rollout plans"),
+    retrieve=extend_schema(
+        summary="A rollout plan (by name or id)",
+        responses={200: PlanSerializer, 404: OpenApiResponse(RolloutErrorSerializer)},
+    ),
+    create=extend_schema(
+        summary="Create a rollout plan",
+        responses={
+            201: PlanSerializer,
+            400: OpenApiResponse(RolloutErrorSerializer),
+            403: OpenApiResponse(RolloutErrorSerializer),
+        },
+    ),
+    partial_update=extend_schema(
+        summary="Change a rollout plan",
+        responses={
+            200: PlanSerializer,
+            400: OpenApiResponse(RolloutErrorSerializer),
+            403: OpenApiResponse(RolloutErrorSerializer),
+            404: OpenApiResponse(RolloutErrorSerializer),
+        },
+    ),
+)
+class PlanViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = RolloutPlan.objects.order_by("name")
+    serializer_class = PlanSerializer
+    permission_classes = [PlanPermission]
+    filterset_class = RolloutPlanFilterSet
+    pagination_class = keyed_pagination("plans")
+    ordering_fields = ["name", "created_at"]
+    lookup_url_kwarg = "plan"
+    lookup_value_regex = r"[^/]+"
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_object(self) -> RolloutPlan:
+        key = self.kwargs["plan"]
+        plan = RolloutPlan.objects.filter(name=key).first()
+        if plan is None and key.isdigit():
+            plan = RolloutPlan.objects.filter(pk=int(key)).first()
+        if plan is None:
+            raise NotFound(f"Plan {key} not found.")
+        self.check_object_permissions(self.request, plan)
+        return plan
+
+    def create(self, request, *args, **kwargs):
+        data = PlanSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = {key: value for key, value in data.validated_data.items()}
+        plan = _saved(lambda: services.plan_create(actor=request.user, **fields))
+        return Response(PlanSerializer(plan).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, *args, **kwargs):
+        plan = self.get_object()
+        data = PlanSerializer(plan, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        changes = {key: value for key, value in data.validated_data.items() if key != "name"}
+        if "name" in data.validated_data and data.validated_data["name"] != plan.name:
+            raise serializers.ValidationError({"name": ["A plan keeps its name; create a new plan instead."]})
+        plan = _saved(lambda: services.plan_update(plan=plan, actor=request.user, **changes))
+        return Response(PlanSerializer(plan).data)
+
+
+def _saved(write):
+    try:
+        return write()
+    except services.PlanInvalid as exc:
+        raise serializers.ValidationError({exc.field or "non_field_errors": [exc.message]}) from exc
+
+
+router = SimpleRouter(trailing_slash=False)
+router.register("plans", PlanViewSet, basename="plan")
+urlpatterns = router.urls

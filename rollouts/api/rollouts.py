@@ -1,3 +1,446 @@
-"""Placeholder until this API module is written."""
+"""Rollouts over REST (000 §5.2): create, list, detail with timeline and blast radius, the
+lifecycle commands, and the gate decision.
 
-urlpatterns: list = []
+    POST /api/rollouts                                   {"version", "plan"?}
+    GET  /api/rollouts                                   {"rollouts": [...], "count", "next", "previous"}
+    GET  /api/rollouts/{rollout_id}
+    POST /api/rollouts/{rollout_id}/start|promote|pause|resume|rollback   {"reason"?}
+    GET  /api/rollouts/{rollout_id}/should_promote
+    GET  /api/rollouts/{rollout_id}/series?minutes=30&ring=   per-minute health of its devices
+
+Views only parse, call a service of rollouts.services and render; refusals come back as 409.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db.models import Count, Prefetch
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from devices.models import Device
+from rollouts import services
+from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, DeploymentState
+from rollouts.filtersets import RolloutFilterSet
+from rollouts.gates import Action, GateConfig
+from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
+from rollouts.permissions import RolloutPermission
+from saferoll.api.errors import Conflict
+from saferoll.api.pagination import StandardPagination
+from saferoll.models import AuditEvent
+from telemetry.api.serializers import SeriesPointSerializer
+from telemetry.selectors import ring_series
+
+# The `ring` of the series endpoint that charts every ring of the rollout together.
+ALL_RINGS = "all"
+
+# --- Shared by the rollout, evaluation and plan APIs ---------------------------------------------
+
+
+def keyed_pagination(key: str) -> type[StandardPagination]:
+    """A paginator whose page lists its items under `key` ({"rollouts": [...], "count", ...})."""
+
+    class KeyedPagination(StandardPagination):
+        def get_paginated_response(self, data):
+            return Response(
+                {
+                    key: data,
+                    "count": self.page.paginator.count,
+                    "next": self.get_next_link(),
+                    "previous": self.get_previous_link(),
+                }
+            )
+
+        def get_paginated_response_schema(self, schema):
+            page = super().get_paginated_response_schema(schema)
+            page["properties"][key] = page["properties"].pop("results")
+            page["required"] = [key if name == "results" else name for name in page.get("required", [])]
+            return page
+
+    KeyedPagination.__name__ = f"{key.title()}Pagination"
+    return KeyedPagination
+
+
+class RolloutErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="A sentence saying what went wrong.")
+
+
+class RolloutRefusedSerializer(RolloutErrorSerializer):
+    reason = serializers.CharField(required=False, help_text="Why the gates said no (gates refusal only).")
+    evaluation = serializers.JSONField(required=False, help_text="The per-gate detail (gates refusal only).")
+
+
+@contextmanager
+def refusals_as_conflicts() -> Iterator[None]:
+    """A refused transition is an HTTP 409 with the sentence; a gates refusal adds reason and evaluation."""
+    try:
+        yield
+    except services.GatesRefused as refused:
+        raise Conflict(
+            refused.message, reason=refused.decision.reason, evaluation=refused.decision.evaluation
+        ) from refused
+    except services.TransitionRefused as refused:
+        raise Conflict(refused.message) from refused
+
+
+# --- Serializers ---------------------------------------------------------------------------------
+
+
+class RolloutEventSerializer(serializers.ModelSerializer):
+    """One entry of a rollout's timeline: an audit event of that rollout."""
+
+    timestamp = serializers.DateTimeField(source="created_at")
+    actor = serializers.CharField(source="actor_name")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "from_ring", "to_ring", "reason", "timestamp", "actor", "evaluation", "changes"]
+        read_only_fields = fields
+
+
+class RolloutListSerializer(serializers.ModelSerializer):
+    version = serializers.CharField(source="release.version")
+    plan = serializers.CharField(source="plan.name")
+    state = serializers.CharField(help_text="The ring's name while active, else the status.")
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "rollout_id",
+            "version",
+            "state",
+            "status",
+            "current_ring",
+            "plan",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class BlastRadiusSerializer(serializers.Serializer):
+    exposed = serializers.IntegerField(help_text="Devices that received the release.")
+    targeted = serializers.IntegerField(help_text="Devices the rollout deployed to so far.")
+    fleet = serializers.IntegerField(help_text="Devices in the fleet.")
+    spared = serializers.IntegerField(help_text="Devices of the fleet that did not receive the release.")
+
+
+class RolloutDetailSerializer(RolloutListSerializer):
+    created_by = serializers.CharField(source="created_by.get_username", default=None)
+    next_ring = serializers.SerializerMethodField()
+    blast_radius = serializers.SerializerMethodField()
+    deployments = serializers.SerializerMethodField()
+    events = RolloutEventSerializer(many=True, read_only=True)
+
+    class Meta(RolloutListSerializer.Meta):
+        fields = [
+            *RolloutListSerializer.Meta.fields,
+            "created_by",
+            "next_ring",
+            "stage_started_at",
+            "failing_streak",
+            "stages",
+            "gate_config",
+            "activation_window_start",
+            "activation_window_end",
+            "blast_radius",
+            "deployments",
+            "events",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_next_ring(self, rollout: Rollout) -> str | None:
+        """The ring a promote (or, before the start, the start) would deploy; None once finished."""
+        if rollout.status in TERMINAL_STATUSES:
+            return None
+        return rollout.next_ring() if rollout.current_ring else rollout.ring_names[0]
+
+    @extend_schema_field(BlastRadiusSerializer)
+    def get_blast_radius(self, rollout: Rollout) -> dict[str, int]:
+        return _deployment_summary(rollout)["blast_radius"]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "by_ring": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+        }
+    )
+    def get_deployments(self, rollout: Rollout) -> dict[str, Any]:
+        summary = _deployment_summary(rollout)
+        return {"by_state": summary["by_state"], "by_ring": summary["by_ring"]}
+
+
+def _deployment_summary(rollout: Rollout) -> dict[str, Any]:
+    """Deployment counts by state and by ring, and the blast radius, from one grouped query."""
+    cached = getattr(rollout, "_deployment_summary", None)
+    if cached is not None:
+        return cached
+    rows = (
+        DeviceDeployment.objects.filter(rollout=rollout)
+        .order_by()
+        .values_list("ring", "state")
+        .annotate(count=Count("id"))
+    )
+    by_state = dict.fromkeys(DeploymentState.values, 0)
+    by_ring: dict[str, dict[str, int]] = {ring: {"targeted": 0, "exposed": 0} for ring in rollout.ring_names}
+    for ring, state, count in rows:
+        by_state[state] += count
+        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
+        ring_counts["targeted"] += count
+        if state in EXPOSED_STATES:
+            ring_counts["exposed"] += count
+    exposed = sum(by_state[state] for state in EXPOSED_STATES)
+    fleet = Device.objects.count()
+    summary = {
+        "by_state": by_state,
+        "by_ring": by_ring,
+        "blast_radius": {
+            "exposed": exposed,
+            "targeted": sum(by_state.values()),
+            "fleet": fleet,
+            "spared": max(fleet - exposed, 0),
+        },
+    }
+    rollout._deployment_summary = summary
+    return summary
+
+
+class RolloutCreateSerializer(serializers.Serializer):
+    version = serializers.SlugRelatedField(
+        slug_field="version",
+        queryset=Release.objects.all(),
+        error_messages={"does_not_exist": "There is no release {value}."},
+    )
+    plan = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=RolloutPlan.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="A plan's name; the default plan when left out.",
+        error_messages={"does_not_exist": "There is no plan named {value}."},
+    )
+
+
+class RolloutCommandSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class RolloutSeriesQuerySerializer(serializers.Serializer):
+    minutes = serializers.IntegerField(min_value=10, max_value=60, default=30)
+    ring = serializers.CharField(
+        required=False,
+        max_length=20,
+        help_text=f"A ring of the rollout; the current ring when left out, every ring with '{ALL_RINGS}'.",
+    )
+
+
+class RolloutSeriesSerializer(serializers.Serializer):
+    rollout_id = serializers.CharField()
+    ring = serializers.CharField(allow_null=True, help_text=f"The ring charted, or '{ALL_RINGS}'.")
+    version = serializers.CharField()
+    minutes = serializers.IntegerField()
+    thresholds = serializers.DictField(child=serializers.FloatField(), help_text="Goal and critical lines.")
+    points = SeriesPointSerializer(many=True)
+
+
+class RolloutDecisionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[action.value for action in Action])
+    reason = serializers.CharField()
+    evaluation = serializers.JSONField(
+        help_text="ring, overall, gates (value, threshold, operator, passed), health"
+    )
+
+
+# --- Views ---------------------------------------------------------------------------------------
+
+_COMMAND_RESPONSES = {
+    200: RolloutDetailSerializer,
+    403: OpenApiResponse(RolloutErrorSerializer, description="The role may not do this."),
+    404: OpenApiResponse(RolloutErrorSerializer, description="No such rollout."),
+    409: OpenApiResponse(RolloutRefusedSerializer, description="Refused in the rollout's current state."),
+}
+
+
+def _command_schema(summary: str):
+    return extend_schema(summary=summary, request=RolloutCommandSerializer, responses=_COMMAND_RESPONSES)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List rollouts (newest first)"),
+    retrieve=extend_schema(
+        summary="A rollout with its timeline, blast radius and deployments",
+        responses={200: RolloutDetailSerializer, 404: OpenApiResponse(RolloutErrorSerializer)},
+    ),
+)
+class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Rollout.objects.select_related("release", "plan", "created_by").order_by("-created_at", "-id")
+    lookup_field = "rollout_id"
+    permission_classes = [RolloutPermission]
+    filterset_class = RolloutFilterSet
+    pagination_class = keyed_pagination("rollouts")
+    ordering_fields = ["created_at", "updated_at", "started_at", "finished_at"]
+
+    def get_serializer_class(self):
+        return RolloutListSerializer if self.action == "list" else RolloutDetailSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            # The timeline in the order things happened; (rollout, created_at) is indexed.
+            events = AuditEvent.objects.order_by("created_at", "id")
+            return queryset.prefetch_related(Prefetch("events", queryset=events))
+        return queryset
+
+    def get_object(self) -> Rollout:
+        rollout_id = self.kwargs[self.lookup_field]
+        rollout = self.get_queryset().filter(rollout_id=rollout_id).first()
+        if rollout is None:
+            raise NotFound(f"Rollout {rollout_id} not found.")
+        self.check_object_permissions(self.request, rollout)
+        return rollout
+
+    def _render(self, rollout: Rollout, code: int = status.HTTP_200_OK) -> Response:
+        events = AuditEvent.objects.order_by("created_at", "id")
+        fresh = (
+            super().get_queryset().prefetch_related(Prefetch("events", queryset=events)).get(pk=rollout.pk)
+        )
+        return Response(
+            RolloutDetailSerializer(fresh, context=self.get_serializer_context()).data, status=code
+        )
+
+    @extend_schema(
+        summary="Create a rollout of a release",
+        request=RolloutCreateSerializer,
+        responses={
+            201: RolloutDetailSerializer,
+            400: OpenApiResponse(
+                RolloutErrorSerializer, description="Unknown version or plan, or a broken plan."
+            ),
+            403: OpenApiResponse(RolloutErrorSerializer),
+        },
+    )
+    def create(self, request, *args, **kwargs):
+        data = RolloutCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            rollout = services.rollout_create(
+                release=data.validated_data["version"],
+                plan=data.validated_data.get("plan"),
+                actor=request.user,
+            )
+        except ValueError as exc:
+            raise serializers.ValidationError({"plan": [str(exc)]}) from exc
+        return self._render(rollout, status.HTTP_201_CREATED)
+
+    def _command(self, request, service: Callable[..., Rollout], **extra) -> Response:
+        rollout = self.get_object()
+        data = RolloutCommandSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with refusals_as_conflicts():
+            rollout = service(
+                rollout=rollout, actor=request.user, reason=data.validated_data["reason"], **extra
+            )
+        return self._render(rollout)
+
+    @_command_schema("Start: deploy the first ring")
+    @action(detail=True, methods=["post"])
+    def start(self, request, rollout_id=None):
+        return self._command(request, services.rollout_start)
+
+    @_command_schema("Promote to the next ring when the gates say PROMOTE (the last ring completes)")
+    @action(detail=True, methods=["post"])
+    def promote(self, request, rollout_id=None):
+        return self._command(request, services.rollout_promote)
+
+    @_command_schema("Pause an active rollout")
+    @action(detail=True, methods=["post"])
+    def pause(self, request, rollout_id=None):
+        return self._command(request, services.rollout_pause)
+
+    @_command_schema("Resume a paused rollout in its ring, after a fresh evaluation")
+    @action(detail=True, methods=["post"])
+    def resume(self, request, rollout_id=None):
+        return self._command(request, services.rollout_resume)
+
+    @_command_schema("Roll back: devices return to the previous stable release")
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, rollout_id=None):
+        return self._command(request, services.rollout_rollback)
+
+    @extend_schema(
+        summary="Judge the current ring against the gates (nothing is stored)",
+        responses={
+            200: RolloutDecisionSerializer,
+            404: OpenApiResponse(RolloutErrorSerializer),
+            409: OpenApiResponse(RolloutErrorSerializer, description="No ring is deployed."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def should_promote(self, request, rollout_id=None):
+        rollout = self.get_object()
+        with refusals_as_conflicts():
+            decision = services.rollout_evaluate(rollout=rollout)
+        return Response(decision.to_dict())
+
+    @extend_schema(
+        summary="Per-minute health of the rollout's devices on the release, for the chart",
+        parameters=[RolloutSeriesQuerySerializer],
+        responses={
+            200: RolloutSeriesSerializer,
+            400: OpenApiResponse(RolloutErrorSerializer),
+            404: OpenApiResponse(RolloutErrorSerializer),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def series(self, request, rollout_id=None):
+        rollout = self.get_object()
+        query = RolloutSeriesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        ring = query.validated_data.get("ring") or rollout.current_ring
+        if ring not in (None, ALL_RINGS, *rollout.ring_names):
+            raise NotFound(f"Rollout {rollout.rollout_id} has no ring named {ring}.")
+        deployments = DeviceDeployment.objects.filter(rollout=rollout)
+        if ring != ALL_RINGS:
+            deployments = deployments.filter(ring=ring)
+        minutes = query.validated_data["minutes"]
+        # Only the rollout's own devices reporting its version: the chart shows what the gates judge.
+        points = ring_series(
+            device_ids=deployments.values("device_id"), version=rollout.release.version, minutes=minutes
+        )
+        config = GateConfig.from_dict(rollout.gate_config)
+        body = {
+            "rollout_id": rollout.rollout_id,
+            "ring": ring,
+            "version": rollout.release.version,
+            "minutes": minutes,
+            "thresholds": {
+                "crash_free_min": config.crash_free_min,
+                "crash_free_critical": config.crash_free_critical,
+                "boot_success_min": config.boot_success_min,
+                "boot_success_critical": config.boot_success_critical,
+                "latency_max_ms": config.latency_max_ms,
+                "latency_critical_ms": config.latency_critical_ms,
+            },
+            "points": [point.to_dict() for point in points],
+        }
+        return Response(RolloutSeriesSerializer(body).data)
+
+
+router = SimpleRouter(trailing_slash=False)
+router.register("rollouts", RolloutViewSet, basename="rollout")
+urlpatterns = router.urls

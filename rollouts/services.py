@@ -1,0 +1,795 @@
+"""Rollout writes: creation, the lifecycle of SPEC §3, evaluations and plans.
+
+Every transition runs in one transaction that locks the rollout row, checks the move against the
+state it finds there, writes the new state with `update_fields` and appends exactly one audit event.
+A refused attempt is audited too (`PROMOTE_REFUSED`, `AUTO_ROLLBACK_REFUSED`, ...), in a transaction
+of its own once the refused one has rolled back, so both sides of a race show in the log.
+
+`actor` is a person, or None for SafeRoll itself: then PROMOTE, PAUSE and ROLLBACK are recorded as
+AUTO_PROMOTE, AUTO_PAUSE and AUTO_ROLLBACK (`automatic=` says so explicitly).
+"""
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from devices.models import Cohort, Device
+from rollouts.choices import (
+    LIVE_DEPLOYMENT_STATES,
+    RESERVED_RING_NAMES,
+    TERMINAL_STATUSES,
+    DeploymentState,
+    EvaluationSource,
+    RolloutAction,
+    RolloutStatus,
+)
+from rollouts.gates import Action, Decision, GateConfig, evaluate
+from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
+from rollouts.presets import default_plan
+from rollouts.selectors import rollout_ring_health, rollout_signals
+from saferoll.audit import Actor, actor_label, audit_record, diff_fields
+
+
+class TransitionRefused(Exception):
+    """A transition that the rollout's current state (or the fleet) does not allow; the message is
+    a sentence saying why (HTTP 409)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class GatesRefused(TransitionRefused):
+    """A promote or resume that the SLO gates do not allow; `.decision` is the judgement."""
+
+    def __init__(self, message: str, *, decision: Decision, evaluation: Evaluation | None = None):
+        super().__init__(message)
+        self.decision = decision
+        # The stored evaluation the judgement came from, when the caller passed one in.
+        self.evaluation = evaluation
+
+
+class PlanInvalid(ValueError):
+    """A plan's stages or gate settings that do not hold together; `.field` names the input."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+# The transitions, the statuses each may start from, and the verb of their sentences.
+START, PROMOTE, PAUSE, RESUME, ROLLBACK = "start", "promote", "pause", "resume", "rollback"
+ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    START: (RolloutStatus.CREATED,),
+    PROMOTE: (RolloutStatus.ACTIVE,),
+    PAUSE: (RolloutStatus.ACTIVE,),
+    RESUME: (RolloutStatus.PAUSED,),
+    ROLLBACK: (RolloutStatus.CREATED, RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
+}
+_VERBS = {START: "start", PROMOTE: "promote", PAUSE: "pause", RESUME: "resume", ROLLBACK: "roll back"}
+_AUTOMATIC = {
+    RolloutAction.PROMOTE: RolloutAction.AUTO_PROMOTE,
+    RolloutAction.PAUSE: RolloutAction.AUTO_PAUSE,
+    RolloutAction.ROLLBACK: RolloutAction.AUTO_ROLLBACK,
+}
+# What to do instead, by (transition, status the rollout is in).
+_HINTS = {
+    (START, RolloutStatus.ACTIVE): "it has already started",
+    (START, RolloutStatus.PAUSED): "it has already started",
+    (PROMOTE, RolloutStatus.CREATED): "start it first",
+    (PROMOTE, RolloutStatus.PAUSED): "resume it first",
+    (PAUSE, RolloutStatus.CREATED): "only an active rollout can be paused; start it first",
+    (PAUSE, RolloutStatus.PAUSED): "it is already paused",
+    (RESUME, RolloutStatus.CREATED): "only a paused rollout can be resumed; start it instead",
+    (RESUME, RolloutStatus.ACTIVE): "only a paused rollout can be resumed",
+}
+_FINISHED_HINT = "a finished rollout cannot change"
+# The fields a transition may write; copied back onto the caller's instance afterwards.
+_STATE_FIELDS = (
+    "status",
+    "current_ring",
+    "failing_streak",
+    "stage_started_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+)
+
+
+def refused_action(action: str) -> str:
+    """The audit action of a refused attempt: PROMOTE_REFUSED, AUTO_ROLLBACK_REFUSED, ..."""
+    return f"{action}_REFUSED"
+
+
+def describe_state(rollout: Rollout) -> str:
+    """The rollout's state as the end of a sentence: "paused in pilot", "rolled back"."""
+    ring = rollout.current_ring
+    return {
+        RolloutStatus.CREATED: "created and not started yet",
+        RolloutStatus.ACTIVE: f"active in {ring}",
+        RolloutStatus.PAUSED: f"paused in {ring}",
+        RolloutStatus.COMPLETED: "completed",
+        RolloutStatus.ROLLED_BACK: "rolled back",
+    }.get(rollout.status, rollout.status)
+
+
+def transition_refusal(rollout: Rollout, transition: str) -> str | None:
+    """Why `transition` (start, promote, pause, resume, rollback) is not allowed in the rollout's
+    state, as a sentence, or None when it is. The portal uses it to disable a button and say why."""
+    if rollout.status in ALLOWED_FROM[transition]:
+        return None
+    hint = _FINISHED_HINT if rollout.status in TERMINAL_STATUSES else _HINTS.get((transition, rollout.status))
+    sentence = f"Cannot {_VERBS[transition]} {rollout.rollout_id}: it is {describe_state(rollout)}"
+    return f"{sentence}; {hint}." if hint else f"{sentence}."
+
+
+# --- Evaluations ---------------------------------------------------------------------------------
+
+
+def rollout_evaluate(*, rollout: Rollout, now: dt.datetime | None = None) -> Decision:
+    """Judge the rollout's current ring against its frozen gates. Stores nothing."""
+    if rollout.status not in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED) or not rollout.current_ring:
+        raise TransitionRefused(
+            f"Cannot evaluate {rollout.rollout_id}: it is {describe_state(rollout)}, so no ring is deployed."
+        )
+    ring = rollout.current_ring
+    health = rollout_ring_health(rollout, ring, now=now)
+    return evaluate(health, GateConfig.from_dict(rollout.gate_config), rollout_signals(rollout, ring))
+
+
+def evaluation_store(*, rollout: Rollout, decision: Decision, source: str) -> Evaluation:
+    """Keep a judgement, so that anyone can later see why a decision was made."""
+    return Evaluation.objects.create(
+        rollout=rollout,
+        ring=decision.evaluation.get("ring") or rollout.current_ring or "",
+        action=decision.action.value,
+        reason=decision.reason,
+        detail=decision.evaluation,
+        source=source,
+    )
+
+
+def evaluation_payload(evaluation: Evaluation) -> dict[str, Any]:
+    """What an audit event carries of the evaluation it was based on (000 §6.3)."""
+    return {
+        **evaluation.detail,
+        "action": evaluation.action,
+        "reason": evaluation.reason,
+        "evaluation_id": evaluation.pk,
+    }
+
+
+def _decision_of(evaluation: Evaluation) -> Decision:
+    return Decision(action=Action(evaluation.action), reason=evaluation.reason, evaluation=evaluation.detail)
+
+
+def _judge(
+    *, rollout: Rollout, evaluation: Evaluation | None, now: dt.datetime
+) -> tuple[Decision, Evaluation | None]:
+    """The judgement a promote or resume stands on: the caller's stored evaluation when it is of
+    this rollout's current ring and still inside the gate window, else a fresh one (not stored yet)."""
+    if evaluation is not None:
+        window = dt.timedelta(minutes=GateConfig.from_dict(rollout.gate_config).window_minutes)
+        if (
+            evaluation.rollout_id == rollout.pk
+            and evaluation.ring == rollout.current_ring
+            and evaluation.created_at >= now - window
+        ):
+            return _decision_of(evaluation), evaluation
+    return rollout_evaluate(rollout=rollout, now=now), None
+
+
+# --- Creation and transitions --------------------------------------------------------------------
+
+
+def rollout_create(*, release: Release, plan: RolloutPlan | None = None, actor: Actor) -> Rollout:
+    """A new rollout of `release` following `plan` (the default plan when None), with the plan's
+    stages, gates and activation window frozen into it. Raises PlanInvalid for a broken plan."""
+    with transaction.atomic():
+        plan = plan or default_plan()
+        stages = plan_clean_stages(plan.stages)
+        gate_config = GateConfig.from_dict(plan_clean_gate_config(plan.gate_config)).to_dict()
+        rollout = Rollout.objects.create(
+            release=release,
+            plan=plan,
+            stages=stages,
+            gate_config=gate_config,
+            activation_window_start=plan.activation_window_start,
+            activation_window_end=plan.activation_window_end,
+            created_by=_person(actor),
+        )
+        audit_record(
+            actor=actor,
+            action=RolloutAction.CREATED,
+            obj=rollout,
+            rollout=rollout,
+            reason=f"Rollout of {release.version} created with the {plan.name} plan.",
+            changes={
+                "after": {
+                    "state": rollout.state,
+                    "version": release.version,
+                    "plan": plan.name,
+                    "rings": rollout.ring_names,
+                }
+            },
+        )
+    return rollout
+
+
+def rollout_start(*, rollout: Rollout, actor: Actor, reason: str = "") -> Rollout:
+    """created → the first ring: deploy the first stage."""
+    action = RolloutAction.START
+    automatic = actor is None
+    with (
+        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        transaction.atomic(),
+    ):
+        locked = _lock(rollout, START)
+        _check_emergency_stop("start a rollout")
+        now = timezone.now()
+        ring = locked.ring_names[0]
+        deployed = _deploy_stage(rollout=locked, stage=locked.stages[0])
+        before = locked.state
+        locked.status = RolloutStatus.ACTIVE
+        locked.current_ring = ring
+        locked.started_at = now
+        locked.stage_started_at = now
+        locked.failing_streak = 0
+        locked.save(
+            update_fields=[
+                "status",
+                "current_ring",
+                "started_at",
+                "stage_started_at",
+                "failing_streak",
+                "updated_at",
+            ]
+        )
+        audit_record(
+            actor=actor,
+            action=action,
+            obj=locked,
+            rollout=locked,
+            to_ring=ring,
+            reason=reason or _deployed_sentence(locked, deployed),
+            changes=_state_change(before, locked, deployments=deployed),
+        )
+    return _sync(rollout, locked)
+
+
+def rollout_promote(
+    *,
+    rollout: Rollout,
+    actor: Actor,
+    reason: str = "",
+    evaluation: Evaluation | None = None,
+    automatic: bool | None = None,
+) -> Rollout:
+    """The current ring → the next one, only when the gates say PROMOTE; at the last ring the
+    rollout completes. `evaluation` is a stored judgement of the current ring to act on (the
+    autopilot's); without one the ring is judged afresh and the judgement stored."""
+    automatic = actor is None if automatic is None else automatic
+    action = _automatic_action(RolloutAction.PROMOTE, automatic)
+    with (
+        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        transaction.atomic(),
+    ):
+        locked = _lock(rollout, PROMOTE)
+        _check_emergency_stop("promote a rollout")
+        now = timezone.now()
+        decision, record = _judge(rollout=locked, evaluation=evaluation, now=now)
+        if decision.action != Action.PROMOTE:
+            raise GatesRefused(
+                f"Cannot promote: {decision.action.value}", decision=decision, evaluation=record
+            )
+        record = record or evaluation_store(rollout=locked, decision=decision, source=_source(automatic))
+        before, from_ring, next_ring = locked.state, locked.current_ring, locked.next_ring()
+        deployed = None
+        if next_ring is None:
+            # Past the last ring there is nowhere to go: the rollout is done (000 §6.3 ring_100 → completed).
+            action = RolloutAction.COMPLETED
+            locked.status = RolloutStatus.COMPLETED
+            locked.finished_at = now
+            locked.save(update_fields=["status", "finished_at", "updated_at"])
+            reason = reason or f"{decision.reason} {from_ring} was the last ring: the rollout is complete."
+        else:
+            deployed = _deploy_stage(rollout=locked, stage=locked.stage(next_ring))
+            locked.current_ring = next_ring
+            locked.stage_started_at = now
+            locked.failing_streak = 0
+            locked.save(update_fields=["current_ring", "stage_started_at", "failing_streak", "updated_at"])
+            reason = reason or f"{decision.reason} {_deployed_sentence(locked, deployed)}"
+        audit_record(
+            actor=actor,
+            action=action,
+            obj=locked,
+            rollout=locked,
+            from_ring=from_ring,
+            to_ring=next_ring,
+            reason=reason,
+            changes=_state_change(before, locked, deployments=deployed),
+            evaluation=evaluation_payload(record),
+        )
+    return _sync(rollout, locked)
+
+
+def rollout_pause(
+    *,
+    rollout: Rollout,
+    actor: Actor,
+    reason: str = "",
+    evaluation: Evaluation | None = None,
+    automatic: bool | None = None,
+) -> Rollout:
+    """active → paused, staying in its ring. Devices already deploying go on; no ring is added."""
+    automatic = actor is None if automatic is None else automatic
+    action = _automatic_action(RolloutAction.PAUSE, automatic)
+    with (
+        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        transaction.atomic(),
+    ):
+        locked = _lock(rollout, PAUSE)
+        before = locked.state
+        locked.status = RolloutStatus.PAUSED
+        locked.save(update_fields=["status", "updated_at"])
+        audit_record(
+            actor=actor,
+            action=action,
+            obj=locked,
+            rollout=locked,
+            from_ring=locked.current_ring,
+            reason=reason or f"Paused by {actor_label(actor)} in {locked.current_ring}.",
+            changes=_state_change(before, locked),
+            evaluation=evaluation_payload(evaluation) if evaluation else None,
+        )
+    return _sync(rollout, locked)
+
+
+def rollout_resume(
+    *, rollout: Rollout, actor: Actor, reason: str = "", evaluation: Evaluation | None = None
+) -> Rollout:
+    """paused → active in the ring it was paused in, after a fresh judgement of that ring: refused
+    while the ring fails (PAUSE or ROLLBACK), allowed when it passes or has too little data (WAIT).
+    The ring's bake time starts again."""
+    action = RolloutAction.RESUME
+    automatic = actor is None
+    with (
+        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        transaction.atomic(),
+    ):
+        locked = _lock(rollout, RESUME)
+        _check_emergency_stop("resume a rollout")
+        now = timezone.now()
+        decision, record = _judge(rollout=locked, evaluation=evaluation, now=now)
+        if decision.action in (Action.PAUSE, Action.ROLLBACK):
+            raise GatesRefused(
+                f"Cannot resume: {decision.action.value}", decision=decision, evaluation=record
+            )
+        record = record or evaluation_store(rollout=locked, decision=decision, source=_source(automatic))
+        before = locked.state
+        locked.status = RolloutStatus.ACTIVE
+        locked.stage_started_at = now
+        locked.failing_streak = 0
+        locked.save(update_fields=["status", "stage_started_at", "failing_streak", "updated_at"])
+        audit_record(
+            actor=actor,
+            action=action,
+            obj=locked,
+            rollout=locked,
+            to_ring=locked.current_ring,
+            reason=reason or f"Resumed in {locked.current_ring}: {decision.reason}",
+            changes=_state_change(before, locked),
+            evaluation=evaluation_payload(record),
+        )
+    return _sync(rollout, locked)
+
+
+def rollout_rollback(
+    *,
+    rollout: Rollout,
+    actor: Actor,
+    reason: str,
+    evaluation: Evaluation | None = None,
+    automatic: bool | None = None,
+) -> Rollout:
+    """Any non-terminal state → rolled_back. Devices that received the release go back to the
+    previous stable release (rolling_back); devices that had not started are cancelled."""
+    automatic = actor is None if automatic is None else automatic
+    action = _automatic_action(RolloutAction.ROLLBACK, automatic)
+    with (
+        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        transaction.atomic(),
+    ):
+        locked = _lock(rollout, ROLLBACK)
+        now = timezone.now()
+        deployments = DeviceDeployment.objects.filter(rollout=locked)
+        rolling_back = deployments.filter(
+            state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
+        ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
+        cancelled = deployments.filter(state=DeploymentState.PENDING).update(
+            state=DeploymentState.CANCELLED, state_changed_at=now
+        )
+        before, from_ring = locked.state, locked.current_ring
+        locked.status = RolloutStatus.ROLLED_BACK
+        locked.finished_at = now
+        locked.save(update_fields=["status", "finished_at", "updated_at"])
+        previous = locked.release.previous_release
+        audit_record(
+            actor=actor,
+            action=action,
+            obj=locked,
+            rollout=locked,
+            from_ring=from_ring,
+            reason=reason.strip() or f"Rolled back by {actor_label(actor)}.",
+            changes=_state_change(
+                before,
+                locked,
+                deployments={
+                    "rolling_back": rolling_back,
+                    "cancelled": cancelled,
+                    "back_to_version": previous.version if previous else None,
+                },
+            ),
+            evaluation=evaluation_payload(evaluation) if evaluation else None,
+        )
+    return _sync(rollout, locked)
+
+
+def _lock(rollout: Rollout, transition: str) -> Rollout:
+    """Lock the rollout row and check that `transition` may start from what is there now.
+
+    Every transition takes this lock first, so a person's promote and SafeRoll's rollback of one
+    rollout queue up here instead of both writing. Only the rollout row is locked (of=self): the
+    release and plan are read, never written, by a transition. The second in the queue then finds
+    the state the first left; if that is not the state its caller decided on (the instance it
+    passed in), the decision is stale and is refused, so a race ends in exactly one transition."""
+    locked = (
+        Rollout.objects.select_for_update(of=("self",)).select_related("release", "plan").get(pk=rollout.pk)
+    )
+    refusal = transition_refusal(locked, transition)
+    if refusal:
+        raise TransitionRefused(refusal)
+    # A pause needs no exact ring: stopping the rollout wherever it has got to is what was asked.
+    stale = locked.status != rollout.status or (
+        transition != PAUSE and locked.current_ring != rollout.current_ring
+    )
+    if stale:
+        raise TransitionRefused(
+            f"Cannot {_VERBS[transition]} {locked.rollout_id}: it went from {rollout.state} to {locked.state} "
+            "while this request was on its way; look at it again before acting."
+        )
+    return locked
+
+
+@contextmanager
+def _refusals_audited(
+    *, rollout: Rollout, actor: Actor, action: str, reason: str, automatic: bool
+) -> Iterator[None]:
+    """Audit a refused attempt after its transaction has rolled back, then let the refusal through.
+
+    Entered before the transition's transaction.atomic, so it sees the refusal only once that
+    transaction is gone and its own write commits on its own (inside a caller's transaction it is a
+    savepoint of that transaction, and stands or falls with it)."""
+    try:
+        yield
+    except TransitionRefused as refused:
+        with transaction.atomic():
+            current = Rollout.objects.get(pk=rollout.pk)
+            record = None
+            if isinstance(refused, GatesRefused):
+                record = refused.evaluation or evaluation_store(
+                    rollout=current, decision=refused.decision, source=_source(automatic)
+                )
+            changes: dict[str, Any] = {"state": current.state}
+            if reason:
+                changes["requested_reason"] = reason
+            audit_record(
+                actor=actor,
+                action=refused_action(action),
+                obj=current,
+                rollout=current,
+                from_ring=current.current_ring,
+                reason=refused.message,
+                changes=changes,
+                evaluation=evaluation_payload(record) if record else None,
+            )
+        raise
+
+
+def _check_emergency_stop(what: str) -> None:
+    # Imported here: rollouts.emergency builds on this module (its refusal is a TransitionRefused).
+    from rollouts.emergency import emergency_stop_check
+
+    emergency_stop_check(what)
+
+
+def _deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
+    """Create the pending deployments of one stage and return what was done (for the audit event).
+
+    The stage's devices are those of its ring(s), or the members of its cohort when it names one;
+    a device is skipped when its hardware variant is not one the release supports (an empty list
+    supports every variant; a device with no variant runs only such a release), or when it is
+    still live in another active or paused rollout, or when this rollout already targeted it."""
+    ring = stage["ring"]
+    if stage.get("cohort"):
+        cohort = Cohort.objects.filter(name=stage["cohort"]).first()
+        if cohort is None:
+            raise TransitionRefused(
+                f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
+            )
+        candidates = Device.objects.filter(memberships__cohort=cohort)
+    else:
+        candidates = Device.objects.filter(ring__in=stage.get("rings") or [ring])
+    candidates = candidates.exclude(deployments__rollout=rollout)
+    # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
+    # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
+    # once would each see the other's deployments as not there yet and both claim the device. The
+    # busy check below runs after the lock, so it sees whatever the other one committed meanwhile.
+    devices = list(
+        candidates.select_for_update(of=("self",)).order_by("pk").only("pk", "variant_id", "app_version")
+    )
+    supported = set(rollout.release.compatible_variants.values_list("pk", flat=True))
+    busy = set(
+        DeviceDeployment.objects.filter(
+            device_id__in=[device.pk for device in devices],
+            state__in=LIVE_DEPLOYMENT_STATES,
+            rollout__status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
+        )
+        .exclude(rollout=rollout)
+        .values_list("device_id", flat=True)
+    )
+    incompatible = [device for device in devices if supported and device.variant_id not in supported]
+    compatible = [device for device in devices if not supported or device.variant_id in supported]
+    targets = [device for device in compatible if device.pk not in busy]
+    DeviceDeployment.objects.bulk_create(
+        [
+            DeviceDeployment(
+                rollout=rollout,
+                device=device,
+                ring=ring,
+                state=DeploymentState.PENDING,
+                from_version=device.app_version,
+            )
+            for device in targets
+        ],
+        batch_size=1000,
+    )
+    counts: dict[str, Any] = {
+        "ring": ring,
+        "targeted": len(targets),
+        "skipped_incompatible": len(incompatible),
+        "skipped_busy": len(compatible) - len(targets),
+    }
+    if stage.get("cohort"):
+        counts["cohort"] = stage["cohort"]
+    return counts
+
+
+def _deployed_sentence(rollout: Rollout, deployed: dict[str, Any]) -> str:
+    where = f"cohort {deployed['cohort']}" if deployed.get("cohort") else deployed["ring"]
+    sentence = f"Deploying {rollout.release.version} to {deployed['targeted']} devices of {where}"
+    skipped = []
+    if deployed["skipped_incompatible"]:
+        skipped.append(f"{deployed['skipped_incompatible']} with an unsupported hardware variant")
+    if deployed["skipped_busy"]:
+        skipped.append(f"{deployed['skipped_busy']} busy in another rollout")
+    return f"{sentence}; skipped {' and '.join(skipped)}." if skipped else f"{sentence}."
+
+
+def _state_change(before: str, rollout: Rollout, *, deployments: dict | None = None) -> dict[str, Any]:
+    changes: dict[str, Any] = {"before": {"state": before}, "after": {"state": rollout.state}}
+    if deployments is not None:
+        changes["deployments"] = deployments
+    return changes
+
+
+def _automatic_action(action: str, automatic: bool) -> str:
+    return _AUTOMATIC.get(action, action) if automatic else action
+
+
+def _source(automatic: bool) -> str:
+    return EvaluationSource.AUTOPILOT if automatic else EvaluationSource.REQUEST
+
+
+def _person(actor: Actor):
+    return actor if getattr(actor, "is_authenticated", False) else None
+
+
+def _sync(rollout: Rollout, locked: Rollout) -> Rollout:
+    """Bring the caller's instance up to date, so the next call with it is not seen as stale."""
+    for field in _STATE_FIELDS:
+        setattr(rollout, field, getattr(locked, field))
+    return rollout
+
+
+# --- Plans ---------------------------------------------------------------------------------------
+
+_STAGE_KEYS = {"ring", "bake_minutes", "auto_advance", "cohort", "rings", "description"}
+_RING_MAX_LENGTH = Rollout._meta.get_field("current_ring").max_length
+PLAN_EDITABLE_FIELDS = (
+    "description",
+    "stages",
+    "gate_config",
+    "activation_window_start",
+    "activation_window_end",
+    "is_default",
+)
+
+
+def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
+    """The stages of a plan, checked and with their defaults filled in; PlanInvalid says what is wrong.
+
+    A stage: `ring` (its name, unique in the plan), `bake_minutes` (≥ 0, default 0), `auto_advance`
+    (default false), and optionally `cohort` (deploy to that cohort's members instead of a ring's
+    devices) or `rings` (deploy to the devices of several fleet rings at once)."""
+    if not isinstance(stages, list) or not stages:
+        raise PlanInvalid("A plan needs at least one stage.", field="stages")
+    cleaned, names, fleet_rings = [], set(), set()
+    for number, stage in enumerate(stages, start=1):
+        where = f"Stage {number}"
+        if not isinstance(stage, dict):
+            raise PlanInvalid(f"{where} must be an object with a ring name.", field="stages")
+        unknown = sorted(set(stage) - _STAGE_KEYS)
+        if unknown:
+            raise PlanInvalid(f"{where} has unknown setting(s): {', '.join(unknown)}.", field="stages")
+        ring = stage.get("ring")
+        if not isinstance(ring, str) or not ring.strip():
+            raise PlanInvalid(f"{where} needs a ring name.", field="stages")
+        ring = ring.strip()
+        if len(ring) > _RING_MAX_LENGTH:
+            raise PlanInvalid(
+                f"{where}: the ring name {ring!r} is longer than {_RING_MAX_LENGTH}.", field="stages"
+            )
+        if ring in RESERVED_RING_NAMES:
+            raise PlanInvalid(f"{where}: {ring!r} is a rollout state and cannot name a ring.", field="stages")
+        if ring in names:
+            raise PlanInvalid(f"{where}: the ring {ring!r} appears twice.", field="stages")
+        names.add(ring)
+        bake = stage.get("bake_minutes", 0)
+        if isinstance(bake, bool) or not isinstance(bake, int | float) or bake < 0:
+            raise PlanInvalid(
+                f"{where}: bake_minutes must be a number of minutes, 0 or more.", field="stages"
+            )
+        auto_advance = stage.get("auto_advance", False)
+        if not isinstance(auto_advance, bool):
+            raise PlanInvalid(f"{where}: auto_advance must be true or false.", field="stages")
+        clean = {"ring": ring, "bake_minutes": bake, "auto_advance": auto_advance}
+        cohort, rings = stage.get("cohort"), stage.get("rings")
+        if cohort is not None and rings is not None:
+            raise PlanInvalid(f"{where} may name a cohort or fleet rings, not both.", field="stages")
+        if cohort is not None:
+            if not isinstance(cohort, str) or not cohort.strip():
+                raise PlanInvalid(f"{where}: cohort must be a cohort's name.", field="stages")
+            clean["cohort"] = cohort.strip()
+        covered = [ring] if cohort is None else []
+        if rings is not None:
+            if not isinstance(rings, list) or not rings or not all(isinstance(r, str) and r for r in rings):
+                raise PlanInvalid(f"{where}: rings must be a list of fleet ring names.", field="stages")
+            clean["rings"] = covered = list(rings)
+        twice = sorted(fleet_rings.intersection(covered))
+        if twice:
+            raise PlanInvalid(f"{where} deploys to {', '.join(twice)} a second time.", field="stages")
+        fleet_rings.update(covered)
+        if stage.get("description"):
+            clean["description"] = str(stage["description"])
+        cleaned.append(clean)
+    return cleaned
+
+
+def plan_clean_gate_config(gate_config: Any) -> dict[str, Any]:
+    """The gate settings as given, once rollouts.gates.GateConfig accepts them."""
+    if gate_config is None:
+        return {}
+    if not isinstance(gate_config, dict):
+        raise PlanInvalid("gate_config must be an object of gate settings.", field="gate_config")
+    try:
+        GateConfig.from_dict(gate_config)
+    except ValueError as exc:
+        raise PlanInvalid(str(exc), field="gate_config") from exc
+    return dict(gate_config)
+
+
+def _check_window(start: dt.time | None, end: dt.time | None) -> None:
+    if (start is None) != (end is None):
+        raise PlanInvalid(
+            "An activation window needs both a start and an end, or neither.", field="activation_window_end"
+        )
+
+
+def plan_create(
+    *,
+    actor: Actor,
+    name: str,
+    stages: list[dict],
+    gate_config: dict | None = None,
+    description: str = "",
+    activation_window_start: dt.time | None = None,
+    activation_window_end: dt.time | None = None,
+    is_default: bool = False,
+) -> RolloutPlan:
+    """A new plan, checked; when it is the default the previous default stops being one."""
+    stages = plan_clean_stages(stages)
+    gate_config = plan_clean_gate_config(gate_config)
+    _check_window(activation_window_start, activation_window_end)
+    with transaction.atomic():
+        if is_default:
+            _unset_default()
+        plan = RolloutPlan.objects.create(
+            name=name,
+            description=description,
+            stages=stages,
+            gate_config=gate_config,
+            activation_window_start=activation_window_start,
+            activation_window_end=activation_window_end,
+            is_default=is_default,
+        )
+        audit_record(
+            actor=actor,
+            action="CREATE",
+            obj=plan,
+            reason=f"Plan {name} created.",
+            changes={"after": _plan_state(plan)},
+        )
+    return plan
+
+
+def plan_update(*, plan: RolloutPlan, actor: Actor, reason: str = "", **changes: Any) -> RolloutPlan:
+    """Change a plan's editable fields. Rollouts already created keep the stages and gates they froze."""
+    unknown = sorted(set(changes) - set(PLAN_EDITABLE_FIELDS))
+    if unknown:
+        raise PlanInvalid(f"These plan fields cannot be changed: {', '.join(unknown)}.", field=unknown[0])
+    if "stages" in changes:
+        changes["stages"] = plan_clean_stages(changes["stages"])
+    if "gate_config" in changes:
+        changes["gate_config"] = plan_clean_gate_config(changes["gate_config"])
+    with transaction.atomic():
+        # Lock the plan: two release managers saving at once must each diff against what the other wrote.
+        locked = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
+        before = _plan_state(locked)
+        for field, value in changes.items():
+            setattr(locked, field, value)
+        _check_window(locked.activation_window_start, locked.activation_window_end)
+        diff = diff_fields(before, _plan_state(locked))
+        if diff is not None:
+            if changes.get("is_default"):
+                _unset_default(exclude=locked)
+            locked.save(update_fields=list(changes))
+            audit_record(
+                actor=actor,
+                action="UPDATE",
+                obj=locked,
+                reason=reason or f"Plan {locked.name} changed: {', '.join(sorted(diff['after']))}.",
+                changes=diff,
+            )
+    for field in PLAN_EDITABLE_FIELDS:
+        setattr(plan, field, getattr(locked, field))
+    return plan
+
+
+def _unset_default(*, exclude: RolloutPlan | None = None) -> None:
+    others = RolloutPlan.objects.filter(is_default=True)
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    others.update(is_default=False)
+
+
+def _plan_state(plan: RolloutPlan) -> dict[str, Any]:
+    """What an audit event records of a plan (JSON-ready)."""
+    return {
+        "name": plan.name,
+        "description": plan.description,
+        "stages": plan.stages,
+        "gate_config": plan.gate_config,
+        "activation_window_start": _time(plan.activation_window_start),
+        "activation_window_end": _time(plan.activation_window_end),
+        "is_default": plan.is_default,
+    }
+
+
+def _time(value: dt.time | None) -> str | None:
+    return value.isoformat() if value else None
