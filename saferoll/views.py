@@ -2,28 +2,35 @@
 
 import logging
 
+import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
 from saferoll import selectors
+from saferoll.status import autopilot_status
 
 logger = logging.getLogger(__name__)
 
+# Seconds a monitor or client should wait before asking again when the database is down.
+RETRY_AFTER_SECONDS = 5
+
 
 def _wants_html(request: HttpRequest) -> bool:
-    accept = request.headers.get("Accept", "")
-    return "text/html" in accept and "application/json" not in accept
+    """A browser prefers HTML; scripts send JSON, */* or no Accept header at all and get JSON.
+
+    With no Accept header Django assumes */*, whose first choice is JSON."""
+    return request.get_preferred_type(["application/json", "text/html"]) == "text/html"
 
 
 @require_GET
-def root(request: HttpRequest):
+def root(request: HttpRequest) -> HttpResponse:
     """The status JSON for programs; people in a browser go to the portal."""
     if _wants_html(request):
         return redirect("admin:index")
-    return JsonResponse(
+    response = JsonResponse(
         {
             "name": "SafeRoll",
             "version": settings.SAFEROLL_VERSION,
@@ -31,11 +38,14 @@ def root(request: HttpRequest):
             **selectors.fleet_counts(),
         }
     )
+    response["Vary"] = "Accept"
+    return response
 
 
 @require_GET
-def health(request: HttpRequest):
-    """Healthy only when the database answers a real query."""
+def health(request: HttpRequest) -> HttpResponse:
+    """Unhealthy (503 with Retry-After) only when the database does not answer a real query;
+    degraded when Redis is unreachable or the autopilot has stopped evaluating."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -43,6 +53,20 @@ def health(request: HttpRequest):
     except DatabaseError as exc:
         logger.error("health check: database unreachable: %s", exc)
         response = JsonResponse({"status": "unhealthy", "database": "unreachable"}, status=503)
-        response["Retry-After"] = "5"
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    return JsonResponse({"status": "healthy", "database": "ok"})
+    body = {"status": "healthy", "database": "ok", "redis": _redis_status(), "autopilot": autopilot_status()}
+    if body["redis"] == "unreachable" or body["autopilot"]["stale"]:
+        body["status"] = "degraded"
+    return JsonResponse(body)
+
+
+def _redis_status() -> str:
+    if not settings.REDIS_URL:
+        return "not configured"
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        logger.warning("health check: redis unreachable: %s", exc)
+        return "unreachable"
+    return "ok"

@@ -1,3 +1,242 @@
-"""Placeholder until this API module is written."""
+"""Releases: `GET|POST /api/releases`, `GET|PATCH /api/releases/{version}`, and the artifact
+download `GET /api/releases/{version}/artifact` for devices and people."""
 
-urlpatterns: list = []
+import django_filters
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from devices.authentication import DeviceAuthentication, IsDevice
+from rollouts import services_catalog
+from rollouts.models import Release
+from saferoll.api.errors import error_response
+
+# The one place that says who may do what with releases (API; the admin uses the same permissions).
+RELEASE_PERMISSIONS = {
+    "list": "rollouts.view_release",
+    "retrieve": "rollouts.view_release",
+    "artifact": "rollouts.view_release",
+    "create": "rollouts.add_release",
+    "partial_update": "rollouts.change_release",
+}
+
+
+class ReleasePermission(permissions.BasePermission):
+    """Everyone with a role reads; release managers and admins write."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if view.action is None:
+            # A method this route does not have: let the view answer 405 rather than 403.
+            return True
+        needed = RELEASE_PERMISSIONS.get("list" if view.action == "metadata" else view.action)
+        return needed is not None and user.has_perm(needed)
+
+
+class ReleaseArtifactPermission(permissions.BasePermission):
+    """A device (its own credential) or a person allowed to read releases."""
+
+    def has_permission(self, request, view) -> bool:
+        return IsDevice().has_permission(request, view) or ReleasePermission().has_permission(request, view)
+
+
+class ReleaseFilter(django_filters.FilterSet):
+    version = django_filters.CharFilter(lookup_expr="exact")
+    version_contains = django_filters.CharFilter(field_name="version", lookup_expr="icontains")
+
+    class Meta:
+        model = Release
+        fields = ["version", "is_stable"]
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    """A release as the API shows it; `download_url` is where devices fetch the artifact."""
+
+    compatible_variants = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    previous_release = serializers.SlugRelatedField(slug_field="version", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    has_artifact = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Release
+        fields = [
+            "version",
+            "artifact_url",
+            "has_artifact",
+            "download_url",
+            "size_bytes",
+            "sha256",
+            "signature",
+            "compatible_variants",
+            "notes",
+            "is_stable",
+            "previous_release",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_has_artifact(self, release: Release) -> bool:
+        return bool(release.artifact)
+
+    def get_download_url(self, release: Release) -> str:
+        """The uploaded file when there is one (served by SafeRoll), else the external URL."""
+        if not release.artifact:
+            return release.artifact_url
+        path = f"/api/releases/{release.version}/artifact"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+_PREVIOUS_RELEASE_ERRORS = {
+    "does_not_exist": "There is no release {value} to roll back to.",
+    "invalid": "Give the previous release as its version string.",
+}
+
+
+class ReleaseWriteSerializer(serializers.Serializer):
+    """Input shared by create and update; the rules themselves live in rollouts.services_catalog."""
+
+    artifact = serializers.FileField(required=False, help_text="Upload the artifact (multipart).")
+    artifact_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+    size_bytes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    sha256 = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    signature = serializers.CharField(required=False, allow_blank=True)
+    compatible_variants = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, help_text="Hardware variant names."
+    )
+    notes = serializers.CharField(required=False, allow_blank=True)
+    is_stable = serializers.BooleanField(required=False)
+    previous_release = serializers.SlugRelatedField(
+        slug_field="version",
+        queryset=Release.objects.all(),
+        required=False,
+        allow_null=True,
+        error_messages=_PREVIOUS_RELEASE_ERRORS,
+    )
+
+
+class ReleaseCreateSerializer(ReleaseWriteSerializer):
+    version = serializers.CharField(max_length=50)
+
+
+class ReleaseUpdateSerializer(ReleaseWriteSerializer):
+    version = serializers.CharField(
+        max_length=50, required=False, help_text="Immutable: accepted only when unchanged."
+    )
+
+
+def _refused(exc: services_catalog.CatalogRefused) -> Response:
+    code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
+    extra = {"fields": {exc.field: [exc.message]}} if exc.field else {}
+    return error_response(exc.message, code, **extra)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List releases"),
+    retrieve=extend_schema(summary="Get a release"),
+)
+class ReleaseViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = (
+        Release.objects.select_related("previous_release", "created_by")
+        .prefetch_related("compatible_variants")
+        .order_by("-created_at", "-id")
+    )
+    serializer_class = ReleaseSerializer
+    permission_classes = [ReleasePermission]
+    filterset_class = ReleaseFilter
+    ordering_fields = ["created_at", "version"]
+    lookup_field = "version"
+    # Versions contain dots ("v2.1"), which the router's default pattern would refuse.
+    lookup_value_regex = r"[^/]+"
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        summary="Create a release",
+        request={
+            "application/json": ReleaseCreateSerializer,
+            "multipart/form-data": ReleaseCreateSerializer,
+        },
+        responses={201: ReleaseSerializer, 400: OpenApiResponse(description="Invalid input")},
+    )
+    def create(self, request):
+        incoming = ReleaseCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            release = services_catalog.release_create(actor=request.user, **incoming.validated_data)
+        except services_catalog.CatalogRefused as exc:
+            return _refused(exc)
+        return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a release (its version is immutable)",
+        request={
+            "application/json": ReleaseUpdateSerializer,
+            "multipart/form-data": ReleaseUpdateSerializer,
+        },
+        responses={200: ReleaseSerializer, 400: OpenApiResponse(description="Invalid input")},
+    )
+    def partial_update(self, request, version=None):
+        release = self.get_object()
+        incoming = ReleaseUpdateSerializer(data=request.data, partial=True)
+        incoming.is_valid(raise_exception=True)
+        try:
+            release = services_catalog.release_update(
+                release=release, actor=request.user, data=dict(incoming.validated_data)
+            )
+        except services_catalog.CatalogRefused as exc:
+            return _refused(exc)
+        return Response(self.get_serializer(self.get_queryset().get(pk=release.pk)).data)
+
+    @extend_schema(
+        summary="Download a release's uploaded artifact",
+        description="For devices (`Authorization: Device <token>`) and people allowed to read releases.",
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(description="No such release, or no uploaded file"),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        authentication_classes=[DeviceAuthentication, TokenAuthentication, SessionAuthentication],
+        permission_classes=[ReleaseArtifactPermission],
+        filter_backends=[],
+    )
+    def artifact(self, request, version=None):
+        release = self.get_object()
+        if not release.artifact:
+            message = f"Release {release.version} has no uploaded artifact file."
+            if release.artifact_url:
+                message += f" Its artifact is published at {release.artifact_url}."
+            raise NotFound(message)
+        try:
+            handle = release.artifact.open("rb")
+        except FileNotFoundError:
+            raise NotFound(
+                f"The artifact file of release {release.version} is missing from storage."
+            ) from None
+        # FileResponse streams the file in blocks and sets Content-Length from its size.
+        response = FileResponse(handle, as_attachment=True, filename=release.artifact.name.rsplit("/", 1)[-1])
+        if release.sha256:
+            response["X-Checksum-SHA256"] = release.sha256
+        return response
+
+
+router = SimpleRouter(trailing_slash=False)
+router.register("releases", ReleaseViewSet, basename="release")
+urlpatterns = router.urls
