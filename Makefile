@@ -8,7 +8,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saferoll
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_WORKERS ?= 2
 TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-	SAFEROLL_SECRET_KEY=test-only-secret SAFEROLL_ENROLLMENT_KEY=test-enrollment-key
+	SAFEROLL_SECRET_KEY=test-only-secret SAFEROLL_ENROLLMENT_KEY=test-enrollment-key SAFEROLL_DB_POOL=false \
+	PGOPTIONS="-c synchronous_commit=off"
 
 .PHONY: install demo serve test lint check bench lock clean
 
@@ -34,6 +35,10 @@ check: install
 
 test: lint check
 	$(TEST_ENV) $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Benchmarks measure; tests never assert timings. Each prints its figures.
+bench: install
+	$(PY) -m tests.benchmarks.autopilot_reaction
 
 # Regenerate requirements.lock after changing pyproject.toml.
 lock:

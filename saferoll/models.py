@@ -56,3 +56,55 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit events are append-only.")
+
+
+class FleetState(models.Model):
+    """The fleet-wide switches: one row, read by every rollout action (emergency stop, autopilot clock)."""
+
+    emergency_stop = models.BooleanField(default=False)
+    emergency_reason = models.TextField(blank=True)
+    emergency_raised_by = models.CharField(max_length=150, blank=True)
+    emergency_raised_at = models.DateTimeField(null=True, blank=True)
+    # When the autopilot last finished a round of evaluations; a stale value means a dead worker or beat.
+    autopilot_last_run = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("emergency_stop", "Can raise and lift the emergency stop")]
+
+    def __str__(self) -> str:
+        return "Emergency stop" if self.emergency_stop else "Fleet running"
+
+    @classmethod
+    def load(cls) -> "FleetState":
+        state, _ = cls.objects.get_or_create(pk=1)
+        return state
+
+
+class AlertLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class Alert(models.Model):
+    """Something an operator must look at: an automatic rollback or pause, a device that did not recover."""
+
+    level = models.CharField(max_length=10, choices=AlertLevel, default=AlertLevel.WARNING)
+    kind = models.CharField(max_length=40, db_index=True)
+    title = models.CharField(max_length=200)
+    message = models.TextField(blank=True)
+    rollout = models.ForeignKey(
+        "rollouts.Rollout", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+    )
+    device = models.ForeignKey(
+        "devices.Device", on_delete=models.CASCADE, null=True, blank=True, related_name="alerts"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.title}"

@@ -54,10 +54,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "channels",
     "saferoll",
     "devices",
     "rollouts",
     "telemetry",
+    "simulator",
 ]
 
 MIDDLEWARE = [
@@ -135,7 +137,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = STATE_DIR / "static"
+STATIC_ROOT = Path(env_str("SAFEROLL_STATIC_ROOT", str(STATE_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("SAFEROLL_MEDIA_ROOT", str(STATE_DIR / "media")))
@@ -166,6 +169,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "state" or "status"; name each enum after its choices class.
+    "ENUM_NAME_OVERRIDES": {
+        "DeploymentStateEnum": "rollouts.choices.DeploymentState",
+        "DeviceStatusEnum": "devices.choices.DeviceStatus",
+        "RolloutStatusEnum": "rollouts.choices.RolloutStatus",
+        "IncidentStatusEnum": "rollouts.choices.IncidentStatus",
+    },
 }
 
 LOGGING = {
@@ -174,6 +184,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("SAFEROLL_LOG_LEVEL", "INFO")},
+    # One line per task received and done every few seconds drowns what matters; failures still show.
+    "loggers": {
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.beat": {"level": "WARNING"},
+    },
 }
 
 # --- SafeRoll ----------------------------------------------------------------------------------
@@ -193,3 +209,43 @@ SAFEROLL_RING_SHARES = env_ring_shares(
 SAFEROLL_HEALTH_BATCH_MAX = env_int("SAFEROLL_HEALTH_BATCH_MAX", 1000, minimum=1)
 # A device's last_heartbeat is refreshed at most this often, to spare one write per check.
 SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS = env_float("SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS", 15, minimum=0)
+
+# --- Live updates (Channels) -------------------------------------------------------------------
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    # In-memory: only reaches sockets of this process, which is all there is in the embedded default.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Autopilot (Celery) ------------------------------------------------------------------------
+
+# Redis when configured; otherwise an in-memory broker that only works inside one process, which is
+# exactly the embedded default: `manage.py serve` runs the worker and beat in the web process.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(STATE_DIR / "celerybeat-schedule")
+CELERY_TIMEZONE = "UTC"
+
+SAFEROLL_AUTOPILOT_PERIOD_SECONDS = env_float("SAFEROLL_AUTOPILOT_PERIOD_SECONDS", 10, minimum=0.5)
+# The autopilot counts as stale (GET /health says degraded) after this many periods without a round.
+SAFEROLL_AUTOPILOT_STALE_PERIODS = env_int("SAFEROLL_AUTOPILOT_STALE_PERIODS", 6, minimum=2)
+# A deployment step older than this fails (001 "update stuck": 15 minutes).
+SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS = env_int("SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS", 15 * 60, minimum=1)
+# A device not back on the stable release this long after a rollback is flagged (002 D11).
+SAFEROLL_ROLLBACK_TARGET_SECONDS = env_int("SAFEROLL_ROLLBACK_TARGET_SECONDS", 10 * 60, minimum=1)
+# A device that has not checked in for this long is offline.
+SAFEROLL_OFFLINE_AFTER_SECONDS = env_int("SAFEROLL_OFFLINE_AFTER_SECONDS", 3 * 60, minimum=1)
+# Share of the reporting fleet that must be unhealthy to raise the emergency stop by itself.
+SAFEROLL_FLEET_UNHEALTHY_SHARE = env_float("SAFEROLL_FLEET_UNHEALTHY_SHARE", 0.20, minimum=0)
+SAFEROLL_FLEET_MIN_DEVICES = env_int("SAFEROLL_FLEET_MIN_DEVICES", 20, minimum=1)
+# Raw health checks are kept this long.
+SAFEROLL_HEALTH_RETENTION_HOURS = env_int("SAFEROLL_HEALTH_RETENTION_HOURS", 72, minimum=1)

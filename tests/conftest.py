@@ -1,8 +1,28 @@
+import os
+
 import pytest
 from rest_framework.test import APIClient
 
 from saferoll import roles
 from tests.factories import UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_redis_database(worker_id):
+    """Each parallel test process uses a Redis database of its own, so no process ever takes
+    another's Celery tasks. Set before anything connects to the broker."""
+    from saferoll.celery import app
+
+    if os.environ.get("REDIS_URL"):
+        index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
+        app.conf.broker_url = f"{os.environ['REDIS_URL'].rsplit('/', 1)[0]}/{1 + index}"
+    return app.conf.broker_url
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    """Tests create many users; the production hasher is deliberately slow."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

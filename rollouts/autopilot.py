@@ -1,0 +1,222 @@
+"""What SafeRoll does by itself (SPEC §6): judge active rollouts and act, sweep stuck deployments,
+watch the fleet as a whole. Each function is safe to run twice or on two workers at once."""
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Avg, Case, FloatField, Q, Value, When
+from django.utils import timezone
+
+from devices.choices import DeviceStatus
+from devices.models import Device
+from rollouts import services
+from rollouts.choices import (
+    DeploymentState,
+    EvaluationSource,
+    IncidentSeverity,
+    IncidentStatus,
+    RolloutStatus,
+)
+from rollouts.emergency import emergency_stop_raise
+from rollouts.gates import Action, GateConfig
+from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
+from saferoll.alerts import alert_raise
+from saferoll.audit import audit_record
+from saferoll.models import AlertLevel, FleetState
+from telemetry.models import HealthCheck
+from telemetry.selectors import window_start
+
+logger = logging.getLogger(__name__)
+
+
+def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Evaluation | None:
+    """Judge one active rollout and act on the decision. Returns the stored evaluation, or None
+    when there was nothing to judge (not active, or another worker is judging it right now)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # skip_locked: a second worker that finds the row locked leaves the round to the first,
+        # so two beats at the same moment make one judgement, one transition and one event.
+        rollout = (
+            Rollout.objects.select_for_update(skip_locked=True)
+            .select_related("release")
+            .filter(pk=rollout_id, status=RolloutStatus.ACTIVE)
+            .first()
+        )
+        if rollout is None or _judged_this_period(rollout, now):
+            return None
+        sev1 = _open_sev1(rollout)
+        if sev1 is not None:
+            reason = f"Sev1 incident #{sev1.pk} “{sev1.title}” is open on release {rollout.release.version}."
+            services.rollout_pause(rollout=rollout, actor=None, reason=reason)
+            _alert_automatic(rollout, "AUTO_PAUSE", reason)
+            return None
+        decision = services.rollout_evaluate(rollout=rollout, now=now)
+        evaluation = services.evaluation_store(
+            rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
+        )
+        _act(rollout, evaluation, now)
+    return evaluation
+
+
+def _judged_this_period(rollout: Rollout, now: dt.datetime) -> bool:
+    """A duplicated beat (two schedulers, a retried task) must not count a failure twice."""
+    half_period = dt.timedelta(seconds=settings.SAFEROLL_AUTOPILOT_PERIOD_SECONDS / 2)
+    return Evaluation.objects.filter(
+        rollout=rollout, source=EvaluationSource.AUTOPILOT, created_at__gt=now - half_period
+    ).exists()
+
+
+def _open_sev1(rollout: Rollout) -> Incident | None:
+    return (
+        Incident.objects.filter(
+            release_id=rollout.release_id, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
+        )
+        .order_by("opened_at")
+        .first()
+    )
+
+
+def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> None:
+    """Act on the stored judgement; each transition carries it, so the timeline shows why."""
+    config = GateConfig.from_dict(rollout.gate_config)
+    if evaluation.action == Action.ROLLBACK:
+        services.rollout_rollback(
+            rollout=rollout, actor=None, reason=evaluation.reason, evaluation=evaluation
+        )
+        _alert_automatic(rollout, "AUTO_ROLLBACK", evaluation.reason)
+    elif evaluation.action == Action.PAUSE:
+        streak = rollout.failing_streak + 1
+        Rollout.objects.filter(pk=rollout.pk).update(failing_streak=streak)
+        rollout.failing_streak = streak
+        if streak >= config.consecutive_failures_to_pause:
+            reason = f"{evaluation.reason} (failing {streak} evaluations in a row)"
+            services.rollout_pause(rollout=rollout, actor=None, reason=reason, evaluation=evaluation)
+            _alert_automatic(rollout, "AUTO_PAUSE", reason)
+    elif evaluation.action == Action.PROMOTE:
+        if rollout.failing_streak:
+            Rollout.objects.filter(pk=rollout.pk).update(failing_streak=0)
+            rollout.failing_streak = 0
+        if _may_advance(rollout, now):
+            services.rollout_promote(rollout=rollout, actor=None, evaluation=evaluation)
+    # WAIT: too little data to judge, so nothing happens and nothing is counted.
+
+
+def _may_advance(rollout: Rollout, now: dt.datetime) -> bool:
+    """After the stage's bake time: the plan's auto-advance, or completion after the last ring."""
+    stage = rollout.stage(rollout.current_ring)
+    baked = rollout.stage_started_at is not None and now >= rollout.stage_started_at + dt.timedelta(
+        minutes=stage.get("bake_minutes", 0)
+    )
+    is_last = rollout.next_ring() is None
+    return baked and (is_last or stage.get("auto_advance", False))
+
+
+def _alert_automatic(rollout: Rollout, action: str, reason: str) -> None:
+    level = AlertLevel.CRITICAL if action == "AUTO_ROLLBACK" else AlertLevel.WARNING
+    verb = "rolled back" if action == "AUTO_ROLLBACK" else "paused"
+    alert_raise(
+        level=level,
+        kind=action,
+        title=f"SafeRoll {verb} {rollout.release.version} ({rollout.rollout_id})",
+        message=reason,
+        rollout=rollout,
+    )
+
+
+def autopilot_round(*, now: dt.datetime | None = None) -> list[int]:
+    """The ids of the rollouts to judge this round; records the autopilot's heartbeat."""
+    now = now or timezone.now()
+    FleetState.load()
+    FleetState.objects.filter(pk=1).update(autopilot_last_run=now)
+    return list(Rollout.objects.filter(status=RolloutStatus.ACTIVE).values_list("pk", flat=True))
+
+
+def deployments_fail_stuck(*, now: dt.datetime | None = None) -> int:
+    """A download or activation that has not moved for the step timeout has failed (001 "update stuck")."""
+    now = now or timezone.now()
+    timeout = settings.SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS
+    failed = 0
+    for state in (DeploymentState.DOWNLOADING, DeploymentState.VERIFIED):
+        # Conditional update: a device report that moved the row on meanwhile wins over the sweep.
+        failed += DeviceDeployment.objects.filter(
+            state=state, state_changed_at__lt=now - dt.timedelta(seconds=timeout)
+        ).update(
+            state=DeploymentState.FAILED,
+            failed_at=now,
+            state_changed_at=now,
+            last_error=f"Stuck in {state} for more than {timeout // 60} minutes.",
+        )
+    if failed:
+        logger.warning("failed %d stuck deployments", failed)
+    return failed
+
+
+def deployments_flag_slow_rollbacks(*, now: dt.datetime | None = None) -> int:
+    """A device not back on the stable release within the rollback target is flagged (002 D11–12)."""
+    now = now or timezone.now()
+    target = dt.timedelta(seconds=settings.SAFEROLL_ROLLBACK_TARGET_SECONDS)
+    late = DeviceDeployment.objects.filter(
+        state=DeploymentState.ROLLING_BACK, rolling_back_at__lt=now - target
+    ).select_related("device", "rollout")
+    flagged = 0
+    for deployment in late:
+        reason = (
+            f"Not back on the stable release {int(target.total_seconds() // 60)} minutes after "
+            f"the rollback of {deployment.rollout.rollout_id}."
+        )
+        with transaction.atomic():
+            # The row count is the compare-and-swap: only the first sweep flags and alerts.
+            changed = (
+                Device.objects.filter(pk=deployment.device_id)
+                .exclude(status=DeviceStatus.INVESTIGATE)
+                .update(status=DeviceStatus.INVESTIGATE, status_reason=reason)
+            )
+            if not changed:
+                continue
+            audit_record(actor=None, action="DEVICE_FLAGGED", obj=deployment.device, reason=reason)
+            alert_raise(
+                level=AlertLevel.WARNING,
+                kind="DEVICE_FLAGGED",
+                title=f"{deployment.device.device_id} flagged for investigation",
+                message=reason,
+                rollout=deployment.rollout,
+                device=deployment.device,
+            )
+            flagged += 1
+    return flagged
+
+
+def fleet_check_health(*, now: dt.datetime | None = None) -> bool:
+    """Raise the emergency stop when too much of the reporting fleet is critically unhealthy.
+    Returns whether this call raised it."""
+    now = now or timezone.now()
+    config = GateConfig()
+    per_device = (
+        HealthCheck.objects.filter(received_at__gte=window_start(config.window_minutes, now))
+        .values("device_id")
+        .annotate(
+            crash_free=Avg("crash_free"),
+            # 1.0 per successful boot: PostgreSQL has no boolean → float cast.
+            boot=Avg(
+                Case(When(boot_ok=True, then=Value(1.0)), default=Value(0.0), output_field=FloatField())
+            ),
+        )
+    )
+    reporting = per_device.count()
+    if reporting < settings.SAFEROLL_FLEET_MIN_DEVICES:
+        return False
+    unhealthy = per_device.filter(
+        Q(crash_free__lt=config.crash_free_critical) | Q(boot__lt=config.boot_success_critical)
+    ).count()
+    share = unhealthy / reporting
+    if share <= settings.SAFEROLL_FLEET_UNHEALTHY_SHARE:
+        return False
+    if FleetState.load().emergency_stop:
+        return False
+    reason = (
+        f"{unhealthy} of {reporting} reporting devices ({share:.0%}) are critically unhealthy, "
+        f"above the {settings.SAFEROLL_FLEET_UNHEALTHY_SHARE:.0%} fleet-wide limit."
+    )
+    return emergency_stop_raise(actor=None, reason=reason) is not None

@@ -1,0 +1,68 @@
+"""The emergency stop (001): one fleet-wide switch that pauses every active rollout and refuses
+starts, promotions and resumes until it is lifted."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from rollouts import services
+from rollouts.choices import RolloutStatus
+from rollouts.models import Rollout
+from saferoll.alerts import alert_raise
+from saferoll.audit import actor_label, audit_record
+from saferoll.models import AlertLevel, FleetState
+
+
+class EmergencyStopActive(services.TransitionRefused):
+    """Raised when an action would spread a release while the emergency stop is on."""
+
+
+def emergency_stop_check(action: str) -> None:
+    """Refuse `action` (a sentence fragment such as "start a rollout") while the stop is on."""
+    state = FleetState.load()
+    if state.emergency_stop:
+        raise EmergencyStopActive(
+            f"Cannot {action}: the emergency stop is on since {state.emergency_raised_at:%Y-%m-%d %H:%M} UTC "
+            f"({state.emergency_reason})."
+        )
+
+
+def emergency_stop_raise(*, actor, reason: str) -> FleetState | None:
+    """Turn the stop on and pause every active rollout. None when it was already on."""
+    FleetState.load()
+    with transaction.atomic():
+        # The fleet row's lock serialises raising and lifting; rollouts are locked after it,
+        # one by one, by the pause service (never the other way round, so no deadlock).
+        state = FleetState.objects.select_for_update().get(pk=1)
+        if state.emergency_stop:
+            return None
+        state.emergency_stop = True
+        state.emergency_reason = reason
+        state.emergency_raised_by = actor_label(actor)
+        state.emergency_raised_at = timezone.now()
+        state.save(
+            update_fields=["emergency_stop", "emergency_reason", "emergency_raised_by", "emergency_raised_at"]
+        )
+        audit_record(actor=actor, action="EMERGENCY_STOP", obj=state, reason=reason)
+        for rollout in Rollout.objects.filter(status=RolloutStatus.ACTIVE).order_by("pk"):
+            try:
+                services.rollout_pause(rollout=rollout, actor=actor, reason=f"Emergency stop: {reason}")
+            except services.TransitionRefused:
+                # Someone paused or rolled it back between the query and its lock: it is stopped anyway.
+                continue
+        alert_raise(
+            level=AlertLevel.CRITICAL, kind="EMERGENCY_STOP", title="Emergency stop raised", message=reason
+        )
+    return state
+
+
+def emergency_stop_lift(*, actor, reason: str) -> FleetState | None:
+    """Turn the stop off. Paused rollouts stay paused until someone resumes them. None when it was off."""
+    FleetState.load()
+    with transaction.atomic():
+        state = FleetState.objects.select_for_update().get(pk=1)
+        if not state.emergency_stop:
+            return None
+        state.emergency_stop = False
+        state.save(update_fields=["emergency_stop"])
+        audit_record(actor=actor, action="EMERGENCY_STOP_LIFTED", obj=state, reason=reason)
+    return state
