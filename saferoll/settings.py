@@ -239,7 +239,9 @@ SAFEROLL_AUTOPILOT_PERIOD_SECONDS = env_float("SAFEROLL_AUTOPILOT_PERIOD_SECONDS
 # The autopilot counts as stale (GET /health says degraded) after this many periods without a round.
 SAFEROLL_AUTOPILOT_STALE_PERIODS = env_int("SAFEROLL_AUTOPILOT_STALE_PERIODS", 6, minimum=2)
 # A deployment step older than this fails (001 "update stuck": 15 minutes).
-SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS = env_int("SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS", 15 * 60, minimum=1)
+SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS = env_int(
+    "SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS", 15 * 60, minimum=1
+)
 # A device not back on the stable release this long after a rollback is flagged (002 D11).
 SAFEROLL_ROLLBACK_TARGET_SECONDS = env_int("SAFEROLL_ROLLBACK_TARGET_SECONDS", 10 * 60, minimum=1)
 # A device that has not checked in for this long is offline.
