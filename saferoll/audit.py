@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import models
 
+from saferoll import broadcast
 from saferoll.models import AuditEvent
 
 # Who did something: a person, or None for SafeRoll itself, or a device's label ("device:tv-0001").
@@ -32,7 +33,7 @@ def audit_record(
 ) -> AuditEvent:
     """Append one audit event. Call it inside the transaction that makes the change it records."""
     user = actor if getattr(actor, "is_authenticated", False) else None
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         actor=user,
         actor_name=actor_label(actor),
         action=action,
@@ -46,6 +47,12 @@ def audit_record(
         changes=changes,
         evaluation=evaluation,
     )
+    # Live portal: every open page hears of the change once this transaction commits.
+    if rollout is not None:
+        broadcast.broadcast_rollout(rollout.pk, created=action == "CREATED")
+    if event.object_type == "fleetstate":
+        broadcast.broadcast_fleet()
+    return event
 
 
 def diff_fields(before: dict[str, Any], after: dict[str, Any]) -> dict | None:

@@ -14,4 +14,5 @@ urlpatterns = [
     path("api/", include("devices.api.urls")),
     path("api/", include("rollouts.api.urls")),
     path("api/", include("telemetry.api.urls")),
+    path("", include("saferoll.portal_urls")),
 ]
