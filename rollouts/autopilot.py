@@ -22,6 +22,7 @@ from rollouts.choices import (
 from rollouts.emergency import emergency_stop_raise
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
+from saferoll import broadcast
 from saferoll.alerts import alert_raise
 from saferoll.audit import audit_record
 from saferoll.models import AlertLevel, FleetState
@@ -56,6 +57,7 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         evaluation = services.evaluation_store(
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
+        broadcast.broadcast_evaluation(evaluation)
         _act(rollout, evaluation, now)
     return evaluation
 
@@ -130,6 +132,9 @@ def autopilot_round(*, now: dt.datetime | None = None) -> list[int]:
     now = now or timezone.now()
     FleetState.load()
     FleetState.objects.filter(pk=1).update(autopilot_last_run=now)
+    # Once a round, not per check: this is the throttle on live health updates (000 §6.6).
+    broadcast.broadcast_health()
+    broadcast.broadcast_fleet()
     return list(Rollout.objects.filter(status=RolloutStatus.ACTIVE).values_list("pk", flat=True))
 
 

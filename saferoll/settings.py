@@ -145,7 +145,8 @@ MEDIA_ROOT = Path(env_str("SAFEROLL_MEDIA_ROOT", str(STATE_DIR / "media")))
 # Static files are served from the apps' folders directly, so no collectstatic step is needed.
 WHITENOISE_USE_FINDERS = True
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:dashboard"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

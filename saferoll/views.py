@@ -6,10 +6,9 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect
 from django.views.decorators.http import require_GET
 
-from saferoll import selectors
+from saferoll import portal_views, selectors
 from saferoll.status import autopilot_status
 
 logger = logging.getLogger(__name__)
@@ -27,9 +26,9 @@ def _wants_html(request: HttpRequest) -> bool:
 
 @require_GET
 def root(request: HttpRequest) -> HttpResponse:
-    """The status JSON for programs; people in a browser go to the portal."""
+    """The status JSON for programs; people in a browser get the portal's dashboard."""
     if _wants_html(request):
-        return redirect("admin:index")
+        return portal_views.dashboard(request)
     response = JsonResponse(
         {
             "name": "SafeRoll",

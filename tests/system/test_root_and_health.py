@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from rollouts.choices import RolloutStatus
 from saferoll.models import FleetState
-from tests.factories import DeviceFactory, RolloutFactory
+from tests.factories import DeviceFactory, RolloutFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,11 +41,22 @@ def test_it_answers_the_status_json_to_programs(fleet, accept):
     }
 
 
-def test_it_sends_browsers_to_the_portal(db):
+def test_it_sends_anonymous_browsers_to_the_login_page(db):
     response = Client().get("/", HTTP_ACCEPT=BROWSER_ACCEPT)
 
     assert response.status_code == 302
-    assert response["Location"] == "/admin/"
+    assert response["Location"].startswith("/login")
+
+
+def test_it_shows_the_dashboard_to_a_signed_in_browser(db):
+    client = Client()
+    client.force_login(UserFactory(role="viewer"))
+
+    response = client.get("/", HTTP_ACCEPT=BROWSER_ACCEPT)
+
+    assert response.status_code == 200
+    assert "text/html" in response["Content-Type"]
+    assert b"Dashboard" in response.content
 
 
 def test_it_is_healthy_when_the_database_answers_and_the_autopilot_is_recent(db):

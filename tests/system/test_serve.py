@@ -15,7 +15,7 @@ def test_it_configures_uvicorn_for_the_asgi_application():
     assert (config.host, config.port) == ("0.0.0.0", 9000)
     assert config.proxy_headers is False
     assert config.log_level == "info"
-    assert config.ws == "auto"
+    assert config.ws == "websockets-sansio"
 
 
 def test_it_runs_the_server_with_the_host_and_port_given(monkeypatch):

@@ -20,7 +20,8 @@ def server_config(*, host: str, port: int) -> uvicorn.Config:
         # SafeRoll answers clients directly: X-Forwarded-* headers are not trusted.
         proxy_headers=False,
         log_level="info",
-        ws="auto",
+        # The sans-I/O websockets implementation: the legacy one is deprecated.
+        ws="websockets-sansio",
         # Django's ASGI handler does not speak the lifespan protocol; skip the probe and its warning.
         lifespan="off",
     )
