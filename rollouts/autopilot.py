@@ -32,9 +32,15 @@ from telemetry.selectors import window_start
 logger = logging.getLogger(__name__)
 
 
+# Paused rollouts are judged too: a pause stops the spread, but devices already on a release whose
+# ring turns critical must still go back (an emergency stop pauses the very rollout that caused it).
+JUDGED_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.PAUSED)
+
+
 def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Evaluation | None:
-    """Judge one active rollout and act on the decision. Returns the stored evaluation, or None
-    when there was nothing to judge (not active, or another worker is judging it right now)."""
+    """Judge one active or paused rollout and act on the decision. Returns the stored evaluation,
+    or None when nothing was stored (not judged: finished, or another worker is judging it right
+    now; or paused and not critical, which is left to people and not stored every round)."""
     now = now or timezone.now()
     with transaction.atomic():
         # skip_locked: a second worker that finds the row locked leaves the round to the first,
@@ -42,18 +48,21 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         rollout = (
             Rollout.objects.select_for_update(skip_locked=True)
             .select_related("release")
-            .filter(pk=rollout_id, status=RolloutStatus.ACTIVE)
+            .filter(pk=rollout_id, status__in=JUDGED_STATUSES)
             .first()
         )
         if rollout is None or _judged_this_period(rollout, now):
             return None
-        sev1 = _open_sev1(rollout)
+        active = rollout.status == RolloutStatus.ACTIVE
+        sev1 = _open_sev1(rollout) if active else None
         if sev1 is not None:
             reason = f"Sev1 incident #{sev1.pk} “{sev1.title}” is open on release {rollout.release.version}."
             services.rollout_pause(rollout=rollout, actor=None, reason=reason)
             _alert_automatic(rollout, "AUTO_PAUSE", reason)
             return None
         decision = services.rollout_evaluate(rollout=rollout, now=now)
+        if not active and decision.action != Action.ROLLBACK:
+            return None
         evaluation = services.evaluation_store(
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
@@ -135,7 +144,7 @@ def autopilot_round(*, now: dt.datetime | None = None) -> list[int]:
     # Once a round, not per check: this is the throttle on live health updates (000 §6.6).
     broadcast.broadcast_health()
     broadcast.broadcast_fleet()
-    return list(Rollout.objects.filter(status=RolloutStatus.ACTIVE).values_list("pk", flat=True))
+    return list(Rollout.objects.filter(status__in=JUDGED_STATUSES).values_list("pk", flat=True))
 
 
 def deployments_fail_stuck(*, now: dt.datetime | None = None) -> int:

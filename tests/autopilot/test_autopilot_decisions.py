@@ -194,6 +194,7 @@ def test_an_open_sev1_incident_pauses_the_release_and_names_it(make_rollout):
 
 def test_resolving_the_incident_resumes_nothing_by_itself(make_rollout):
     rollout = make_rollout()
+    report(rollout, "pilot", crash_free=0.999, at=timezone.now())
     incident = IncidentFactory(severity=IncidentSeverity.SEV1, title="ICU TVs black", release=rollout.release)
     autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=timezone.now())
     incident.status = "resolved"
@@ -305,3 +306,45 @@ def test_a_healthy_fleet_keeps_running(db, settings):
         HealthCheckFactory(crash_free=0.80 if index < 5 else 0.999, received_at=now)
     assert autopilot.fleet_check_health(now=now) is False
     assert not FleetState.load().emergency_stop
+
+
+def test_it_still_rolls_back_a_paused_rollout_whose_ring_turns_critical(make_rollout, persona):
+    rollout = make_rollout()
+    services.rollout_pause(rollout=rollout, actor=persona("operator").user, reason="looking into it")
+    now = timezone.now()
+    report(rollout, "pilot", crash_free=0.80, at=now)
+
+    evaluation = autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)
+
+    rollout.refresh_from_db()
+    assert evaluation.action == "ROLLBACK"
+    assert rollout.status == RolloutStatus.ROLLED_BACK
+    assert events(rollout)[-1] == "AUTO_ROLLBACK"
+
+
+def test_it_leaves_a_paused_rollout_to_people_when_it_is_failing_but_not_critical(make_rollout, persona):
+    rollout = make_rollout(consecutive_failures_to_pause=1)
+    services.rollout_pause(rollout=rollout, actor=persona("operator").user, reason="looking into it")
+    now = timezone.now()
+    report(rollout, "pilot", crash_free=0.98, at=now)
+
+    assert rounds(rollout, 3, start=now) == [None, None, None]
+
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.PAUSED
+    assert not Evaluation.objects.filter(rollout=rollout, source="autopilot").exists()
+
+
+def test_an_emergency_stop_does_not_shelter_the_release_that_caused_it(make_rollout, settings):
+    settings.SAFEROLL_FLEET_MIN_DEVICES = 20
+    rollout = make_rollout()
+    now = timezone.now()
+    report(rollout, "pilot", crash_free=0.80, at=now)
+
+    assert autopilot.fleet_check_health(now=now) is True
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.PAUSED
+
+    autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.ROLLED_BACK
