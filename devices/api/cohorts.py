@@ -10,13 +10,13 @@ from rest_framework.routers import SimpleRouter
 from devices import selectors, services
 from devices.api.devices import (
     PEOPLE_AUTHENTICATION,
-    PersonWithRolePermission,
     StrictSerializer,
     service_errors,
 )
 from devices.choices import CohortKind
 from devices.filtersets import CohortFilterSet
 from devices.models import Cohort
+from saferoll.api.permissions import ActionPermission
 
 COHORT_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,50}$"
 MAX_MEMBER_CHANGES = 10_000
@@ -103,7 +103,7 @@ class MembersChangedSerializer(serializers.Serializer):
 )
 class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     authentication_classes = PEOPLE_AUTHENTICATION
-    permission_classes = [PersonWithRolePermission]
+    permission_classes = [ActionPermission]
     required_permissions = {
         "list": ("devices.view_cohort", "view cohorts"),
         "retrieve": ("devices.view_cohort", "view cohorts"),

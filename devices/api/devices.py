@@ -8,7 +8,7 @@ import contextlib
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.fields import get_error_detail
@@ -22,6 +22,7 @@ from devices.choices import DeviceStatus
 from devices.filtersets import DeviceFilterSet
 from devices.models import Device
 from rollouts.models import DeviceDeployment
+from saferoll.api.permissions import ActionPermission
 
 # --- shared by the people-facing device and cohort endpoints ------------------------------------
 
@@ -29,29 +30,6 @@ from rollouts.models import DeviceDeployment
 # A device credential is recognised on people's endpoints so that it is refused with a clear 403
 # instead of being ignored (which would read as "not logged in").
 PEOPLE_AUTHENTICATION = [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, DeviceAuthentication]
-
-
-class PersonWithRolePermission(permissions.BasePermission):
-    """People only, never devices; each action needs the permission the view lists for it in
-    `required_permissions = {action: (app_label.codename, "what it allows")}`. Roles hold these
-    permissions through their groups (saferoll.roles), so the admin and pages check the same ones."""
-
-    message = "You do not have permission to do this."
-
-    def has_permission(self, request, view) -> bool:
-        if isinstance(request.auth, Device):
-            self.message = "This endpoint is for people: a device credential cannot be used here."
-            return False
-        if not (request.user and request.user.is_authenticated):
-            return False  # DRF answers 401: no credential of a person was presented.
-        required = getattr(view, "required_permissions", {}).get(getattr(view, "action", None))
-        if required is None:
-            return True
-        perm, what = required
-        if not request.user.has_perm(perm):
-            self.message = f"Your role does not allow you to {what}."
-            return False
-        return True
 
 
 @contextlib.contextmanager
@@ -241,7 +219,7 @@ class RevokedSerializer(serializers.Serializer):
 )
 class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     authentication_classes = PEOPLE_AUTHENTICATION
-    permission_classes = [PersonWithRolePermission]
+    permission_classes = [ActionPermission]
     required_permissions = {
         "list": ("devices.view_device", "view devices"),
         "retrieve": ("devices.view_device", "view devices"),

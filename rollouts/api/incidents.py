@@ -5,7 +5,7 @@ next round, so the rule holds however the incident was opened."""
 
 import django_filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
@@ -14,28 +14,7 @@ from rollouts import services_catalog
 from rollouts.choices import IncidentSeverity
 from rollouts.models import Incident, Release
 from saferoll.api.errors import error_response
-
-# The one place that says who may do what with incidents through the API.
-INCIDENT_PERMISSIONS = {
-    "list": "rollouts.view_incident",
-    "retrieve": "rollouts.view_incident",
-    "create": "rollouts.add_incident",
-    "resolve": "rollouts.change_incident",
-}
-
-
-class IncidentPermission(permissions.BasePermission):
-    """Everyone with a role reads; operators, release managers and admins open and resolve."""
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        if view.action is None:
-            # A method this route does not have: let the view answer 405 rather than 403.
-            return True
-        needed = INCIDENT_PERMISSIONS.get("list" if view.action == "metadata" else view.action)
-        return needed is not None and user.has_perm(needed)
+from saferoll.api.permissions import ActionPermission
 
 
 class IncidentFilter(django_filters.FilterSet):
@@ -97,7 +76,14 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         "-opened_at", "-id"
     )
     serializer_class = IncidentSerializer
-    permission_classes = [IncidentPermission]
+    permission_classes = [ActionPermission]
+    # Everyone with a role reads; operators, release managers and admins open and resolve.
+    required_permissions = {
+        "list": ("rollouts.view_incident", "view incidents"),
+        "retrieve": ("rollouts.view_incident", "view incidents"),
+        "create": ("rollouts.add_incident", "open incidents"),
+        "resolve": ("rollouts.change_incident", "resolve incidents"),
+    }
     filterset_class = IncidentFilter
     ordering_fields = ["opened_at", "severity"]
 

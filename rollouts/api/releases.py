@@ -17,36 +17,14 @@ from devices.authentication import DeviceAuthentication, IsDevice
 from rollouts import services_catalog
 from rollouts.models import Release
 from saferoll.api.errors import error_response
-
-# The one place that says who may do what with releases (API; the admin uses the same permissions).
-RELEASE_PERMISSIONS = {
-    "list": "rollouts.view_release",
-    "retrieve": "rollouts.view_release",
-    "artifact": "rollouts.view_release",
-    "create": "rollouts.add_release",
-    "partial_update": "rollouts.change_release",
-}
-
-
-class ReleasePermission(permissions.BasePermission):
-    """Everyone with a role reads; release managers and admins write."""
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        if not (user and user.is_authenticated):
-            return False
-        if view.action is None:
-            # A method this route does not have: let the view answer 405 rather than 403.
-            return True
-        needed = RELEASE_PERMISSIONS.get("list" if view.action == "metadata" else view.action)
-        return needed is not None and user.has_perm(needed)
+from saferoll.api.permissions import ActionPermission
 
 
 class ReleaseArtifactPermission(permissions.BasePermission):
     """A device (its own credential) or a person allowed to read releases."""
 
     def has_permission(self, request, view) -> bool:
-        return IsDevice().has_permission(request, view) or ReleasePermission().has_permission(request, view)
+        return IsDevice().has_permission(request, view) or ActionPermission().has_permission(request, view)
 
 
 class ReleaseFilter(django_filters.FilterSet):
@@ -157,7 +135,15 @@ class ReleaseViewSet(
         .order_by("-created_at", "-id")
     )
     serializer_class = ReleaseSerializer
-    permission_classes = [ReleasePermission]
+    permission_classes = [ActionPermission]
+    # Everyone with a role reads; release managers and admins write.
+    required_permissions = {
+        "list": ("rollouts.view_release", "view releases"),
+        "retrieve": ("rollouts.view_release", "view releases"),
+        "artifact": ("rollouts.view_release", "download release artifacts"),
+        "create": ("rollouts.add_release", "create releases"),
+        "partial_update": ("rollouts.change_release", "change releases"),
+    }
     filterset_class = ReleaseFilter
     ordering_fields = ["created_at", "version"]
     lookup_field = "version"
