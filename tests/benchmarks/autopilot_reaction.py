@@ -15,7 +15,6 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = int(os.environ.get("BENCH_PORT", "8799"))
-BASE = f"http://127.0.0.1:{PORT}"
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 DEVICES = 20
 # Healthy devices elsewhere in the fleet, so the failing pilot is a pilot-sized slice (not a
@@ -62,7 +61,9 @@ def report(
     client.post("/api/health", json=body, headers=headers).raise_for_status()
 
 
-def one_run(client: httpx.Client, token: str, enrollment_key: str, run: int, background: list) -> float:
+def one_run(
+    client: httpx.Client, token: str, enrollment_key: str, run: int, background: list, deadline: float
+) -> float:
     people = {"Authorization": f"Token {token}"}
     version = f"v9.{run}-bench-{int(time.time())}"
     client.post("/api/releases", json={"version": version, "previous_release": "v9.0-stable"}, headers=people)
@@ -88,11 +89,13 @@ def one_run(client: httpx.Client, token: str, enrollment_key: str, run: int, bac
         return client.get(f"/api/rollouts/{rollout_id}", headers=people).json()["state"] == "rolled_back"
 
     try:
-        wait_for(rolled_back, timeout=60)
+        wait_for(rolled_back, timeout=deadline)
     except TimeoutError:
         detail = client.get(f"/api/rollouts/{rollout_id}", headers=people).json()
         verdict = client.get(f"/api/rollouts/{rollout_id}/should_promote", headers=people).json()
-        raise SystemExit(f"no rollback in 60 s: state {detail['state']}, gates: {verdict}") from None
+        raise TimeoutError(
+            f"no rollback in {deadline} s: state {detail['state']}, gates: {verdict}"
+        ) from None
     return time.monotonic() - started
 
 
@@ -104,25 +107,29 @@ def main() -> None:
     print(f"  median: {statistics.median(times):.2f} s")
 
 
-def measure_once(run: int) -> float:
-    """One independent sample: a fresh embedded server (its own SQLite state), a fleet, one rollout."""
+def measure_once(run: int, *, port: int = PORT, period: float | None = None, deadline: float = 60) -> float:
+    """One independent sample: a fresh embedded server (its own SQLite state, no DATABASE_URL or
+    REDIS_URL, so the worker and beat run inside `serve`), a fleet, one rollout whose pilot turns
+    critical. Returns the seconds from the first critical check to the committed AUTO_ROLLBACK."""
     state = tempfile.mkdtemp(prefix="saferoll-bench-")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     enrollment_key = "bench-enrollment-key"
     env.update(SAFEROLL_STATE_DIR=state, SAFEROLL_LOG_LEVEL="WARNING", SAFEROLL_ENROLLMENT_KEY=enrollment_key)
+    if period is not None:
+        env["SAFEROLL_AUTOPILOT_PERIOD_SECONDS"] = str(period)
     manage(env, "migrate", "--no-input")
     token = manage(
         env, "adduser", "bench", "--role", "release_manager", "--password", "bench-pass-91x"
     ).split()[-1]
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(PORT)],
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        with httpx.Client(base_url=BASE, timeout=10) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             wait_for(lambda: _up(client), timeout=30)
             client.post(
                 "/api/releases",
@@ -133,7 +140,7 @@ def measure_once(run: int) -> float:
                 (f"healthy-{index}", enroll(client, enrollment_key, f"healthy-{index}", "ring_100"))
                 for index in range(BACKGROUND_DEVICES)
             ]
-            return one_run(client, token, enrollment_key, run, background)
+            return one_run(client, token, enrollment_key, run, background, deadline)
     finally:
         server.terminate()
         server.wait(timeout=30)
