@@ -20,10 +20,12 @@ $(VENV)/.installed: requirements.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	touch $@
 
+# The portal and autopilot (manage.py serve, logging to .saferoll/serve.log) and 1,000 simulated
+# devices with the simulator's prompt; Ctrl-C or `quit` stops everything.
 demo: install
 	$(PY) manage.py migrate --no-input
-	$(PY) manage.py seed_demo
-	$(PY) manage.py serve
+	$(PY) manage.py seed_demo --reset-passwords
+	$(PY) manage.py demo
 
 lint: install
 	$(BIN)/ruff check .

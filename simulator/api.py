@@ -1,8 +1,9 @@
-"""One simulated device's HTTP side of the SafeRoll device protocol (SPEC §7, §15).
+"""The simulator's HTTP side of the SafeRoll device protocol (SPEC §7, §15).
 
-Every device has its own DeviceApi (its token, its network link) over one httpx.AsyncClient that
-the whole fleet shares, so a thousand devices use a bounded pool of keep-alive connections instead
-of a thousand sockets.
+Every device has its own DeviceApi (its token, its network link), and every site gateway its own
+GatewayApi (the gateway service account's token), over one httpx.AsyncClient that the whole fleet
+shares, so a thousand devices use a bounded pool of keep-alive connections instead of a thousand
+sockets.
 
 Answers are sorted into what the device should do next:
     2xx                          → the result
@@ -105,10 +106,14 @@ def _summary(body: Any) -> str:
     return str(body)[:300]
 
 
-class DeviceApi:
-    """The calls a device makes. `link_down` set to a reason makes every call fail as a connection
-    error would, without touching the network: that is how partitions and outages are simulated,
-    through exactly the path a real lost network takes."""
+class ApiClient:
+    """Requests over the fleet's shared client, sorted into results and failures. `link_down` set
+    to a reason makes every call fail as a connection error would, without touching the network:
+    that is how partitions and outages are simulated, through exactly the path a real lost network
+    takes."""
+
+    # The scheme of the Authorization header that carries `token`.
+    scheme: str
 
     def __init__(
         self,
@@ -134,7 +139,7 @@ class DeviceApi:
             raise Unavailable(f"{self.link_down}: no route to the server")
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Device {self.token}"} if self.token else {}
+        return {"Authorization": f"{self.scheme} {self.token}"} if self.token else {}
 
     async def _send(self, method: str, url: str, *, json: Any = None, auth: bool = True) -> httpx.Response:
         self._check_link()
@@ -163,6 +168,12 @@ class DeviceApi:
             raise Refused(
                 f"HTTP {response.status_code}: answer is not JSON", status=response.status_code
             ) from exc
+
+
+class DeviceApi(ApiClient):
+    """The calls a device makes, with its own credential (`Authorization: Device <token>`)."""
+
+    scheme = "Device"
 
     async def enroll(self, payload: dict[str, Any]) -> dict[str, Any]:
         data = await self._json("POST", ENROLL_PATH, json=payload, auth=False)
@@ -212,3 +223,13 @@ class DeviceApi:
         except httpx.TransportError as exc:
             raise Unavailable(f"{type(exc).__name__}: {exc}") from exc
         return size, digest.hexdigest()
+
+
+class GatewayApi(ApiClient):
+    """The one call a site gateway makes: its devices' checks in batches, as a service account
+    holding `telemetry.ingest_health` (`Authorization: Token <token>`)."""
+
+    scheme = "Token"
+
+    async def post_health_batch(self, checks: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self._json("POST", HEALTH_BATCH_PATH, json={"checks": checks})

@@ -121,10 +121,15 @@ class Session:
         installed = self._install_signals()
         config = self.fleet.config
         await self.fleet.start()
+        delivered = (
+            f", delivered by {len(self.fleet.gateways)} site gateways in batches"
+            if self.fleet.gateways
+            else ""
+        )
         self.printer.line(
             f"Simulating {config.devices} devices against {config.api_url}: a check every "
-            f"{config.interval:g} s, desired state every {config.checkin_interval:g} s (seed {self.fleet.seed}). "
-            "Type 'help' for commands."
+            f"{config.interval:g} s{delivered}, desired state every {config.checkin_interval:g} s "
+            f"(seed {self.fleet.seed}). Type 'help' for commands."
         )
         helpers = [asyncio.create_task(self.show_notices())]
         if script:

@@ -329,8 +329,11 @@ def format_status(status: dict) -> str:
         f"up {status.get('uptime_s', 0):.0f} s",
         f"checks: {status.get('generated_per_s', 0):.1f}/s taken, {status.get('delivered_per_s', 0):.1f}/s "
         f"acknowledged, target {status.get('target_per_s', 0):.1f}/s; schedule lag p50 {lag.get('p50', 0)} ms, "
-        f"p95 {lag.get('p95', 0)} ms, max {lag.get('max', 0)} ms; server answers p50 {answers.get('p50', 0)} ms, "
-        f"p95 {answers.get('p95', 0)} ms; simulator CPU {status.get('cpu_percent', 0):.0f} %",
+        f"p95 {lag.get('p95', 0)} ms, max {lag.get('max', 0)} ms",
+        f"requests: {status.get('requests_per_s', 0):.1f}/s answered by the server; devices' answered p50 "
+        f"{answers.get('p50', 0)} ms, p95 {answers.get('p95', 0)} ms (waiting for a connection included); "
+        f"simulator CPU {status.get('cpu_percent', 0):.0f} %",
+        format_delivery(status),
         f"{'ring':<10} {'devices':>7}  {'versions':<24} {'deployments':<36} {'crash-free':>10} {'boot-ok':>8} "
         f"{'latency':>8} {'reporting':>9} {'buffered':>8}",
     ]
@@ -359,6 +362,21 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def format_delivery(status: dict) -> str:
+    """One line: who delivers the checks, and how the gateways' batches fare."""
+    delivery = status.get("delivery") or {}
+    if delivery.get("mode") != "gateway":
+        return "delivery: each device posts its own checks"
+    batches = status.get("batch_answer_ms", {})
+    text = (
+        f"delivery: {delivery.get('gateways', 0)} site gateways, {status.get('batches_per_s', 0):.1f} "
+        f"batches/s of {status.get('checks_per_batch', 0):.0f} checks on average, answered p50 "
+        f"{batches.get('p50', 0)} ms, p95 {batches.get('p95', 0)} ms"
+    )
+    errors = delivery.get("last_errors") or []
+    return text + (f"; last gateway error: {errors[0]}" if errors else "")
+
+
 def format_summary(summary: dict) -> str:
     lag = summary.get("lag_ms", {})
     text = (
@@ -366,7 +384,8 @@ def format_summary(summary: dict) -> str:
         f"({summary['enrolled']} enrolled), {summary.get('checks_generated', 0)} checks taken, "
         f"{summary.get('checks_delivered', 0)} stored, {summary.get('checks_duplicate', 0)} duplicates, "
         f"{summary.get('checks_dropped', 0)} dropped, {summary.get('checks_rejected', 0)} rejected, "
-        f"{summary.get('buffered', 0)} still buffered; lag p50 {lag.get('p50', 0)} ms, "
+        f"{summary.get('buffered', 0)} still buffered, {summary.get('requests', 0)} server requests; "
+        f"lag p50 {lag.get('p50', 0)} ms, "
         f"p95 {lag.get('p95', 0)} ms, max {lag.get('max', 0)} ms (seed {summary['seed']})."
     )
     failures = summary.get("failures") or {}

@@ -11,6 +11,12 @@ activation delay, a backoff, a reboot — is a timestamp):
                              (one → /api/health, more → /api/health/batch), and the desired state
                              when the check-in is due.
 
+Behind a site gateway (`DeviceSettings.via_gateway`, simulator.gateway) the device still takes its
+checks on its own schedule and keeps them in its buffer, but never sends them: the gateway collects
+them from every reachable device of its site and delivers them in batches, and settles each check
+with the device once the server has answered (`settle_delivery`). Enrollment, the desired state
+and deployment reports stay the device's own, under its own credential.
+
 On the real clock the fleet runs local steps on schedule and at most one network step per device
 alongside, so a slow server delays deliveries but never measurements. `await device.tick(now)`
 does both in turn, for simulated time (tests, Fleet.advance).
@@ -93,6 +99,10 @@ class DeviceSettings:
     # 30 minutes of checks at a 5 s interval; a longer outage loses the oldest (and counts them).
     buffer_limit: int = 360
     batch_size: int = 250
+    # Each desired-state read is followed by the next one checkin_interval × (1 ± this) later.
+    checkin_jitter: float = 0.0
+    # A site gateway delivers this device's checks; the device never posts them itself.
+    via_gateway: bool = False
 
 
 class Observer:
@@ -230,7 +240,7 @@ class SimDevice:
         if not self.enrolled:
             return self.retry_at
         times = [max(self.next_checkin_at, self.retry_at)]
-        if self.buffer or self.outbox:
+        if self.outbox or (self.buffer and not self.settings.via_gateway):
             times.append(self.retry_at)
         deployment = self.deployment
         if deployment is not None and deployment.phase is Phase.DOWNLOADING:
@@ -325,7 +335,8 @@ class SimDevice:
     async def _network_steps(self, now: float) -> None:
         await self._flush_outbox(now)
         await self._download_step(now)
-        await self._flush_health(now)
+        if not self.settings.via_gateway:
+            await self._flush_health(now)
         if now >= self.next_checkin_at:
             await self._check_in(now)
             after = self._now(now)
@@ -358,8 +369,13 @@ class SimDevice:
             # Measuring starts once the device has joined: its first check goes out right away.
             self.known = True
             self.next_health_at = max(self.next_health_at, now)
-        # A device that just joined asks at once what it should run.
-        self.next_checkin_at = now
+        if self.settings.checkin_jitter > 0:
+            # A fleet that boots together would otherwise ask all at once, and then again in step
+            # every interval: the first read comes anywhere within one interval instead.
+            self.next_checkin_at = now + self.rng.uniform(0.0, self.settings.checkin_interval)
+        else:
+            # A device that just joined asks at once what it should run.
+            self.next_checkin_at = now
 
     # ---- health ------------------------------------------------------------------------------
 
@@ -457,6 +473,26 @@ class SimDevice:
         sent_ids = {id(check) for check in sent}
         self.buffer = deque(check for check in self.buffer if id(check) not in sent_ids)
 
+    # ---- delivery through a site gateway ---------------------------------------------------
+
+    def gateway_reachable(self, now: float) -> bool:
+        """Whether the site gateway can collect this device's checks now: not while the device is
+        off, partitioned or silenced by a network fault; its checks then wait on the device."""
+        return now >= self.down_until and self._link_down(now) is None
+
+    def settle_delivery(self, now: float, sent: list[dict[str, Any]], refused: list[str]) -> None:
+        """The server answered a gateway batch holding `sent` (checks of this device): every one
+        leaves the buffer, acknowledged, or refused for good for each of the `refused` reasons.
+        The fleet's delivery counters are the gateway's to update: it has the server's split into
+        stored and duplicate checks."""
+        self._unbuffer(sent)
+        if refused:
+            self._reject(len(refused), refused[0])
+        accepted = len(sent) - len(refused)
+        if accepted > 0:
+            self.delivered += accepted
+            self.last_delivered_at = now
+
     def _delivered(self, now: float, *, accepted: int, duplicates: int) -> None:
         self.delivered += accepted
         self.duplicates += duplicates
@@ -471,7 +507,7 @@ class SimDevice:
     # ---- desired state -------------------------------------------------------------------
 
     async def _check_in(self, now: float) -> None:
-        self.next_checkin_at = now + self.settings.checkin_interval
+        self.next_checkin_at = now + self.checkin_delay()
         try:
             desired = await self.api.desired_state()
         except Refused as exc:
@@ -480,6 +516,13 @@ class SimDevice:
             self._failure(f"desired-state {exc.kind}", exc.reason)
             return
         self.follow(desired, self._now(now))
+
+    def checkin_delay(self) -> float:
+        """Seconds until the next desired-state read: the interval, jittered when asked to."""
+        interval, jitter = self.settings.checkin_interval, self.settings.checkin_jitter
+        if jitter <= 0:
+            return interval
+        return interval * self.rng.uniform(1.0 - jitter, 1.0 + jitter)
 
     def follow(self, desired: dict[str, Any], now: float) -> None:
         """Act on a desired-state answer."""

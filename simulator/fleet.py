@@ -14,6 +14,13 @@ checks/s rather than a burst of 1,000 every 5 s. All devices share one httpx.Asy
 connection pool is bounded: requests queue for a keep-alive connection instead of opening
 a thousand sockets against a server on the same two cores.
 
+Delivery: without a gateway token every device posts its own checks (one request per check, a
+batch after an outage), 200 requests/s for 1,000 devices at 5 s. With `gateway_token` the devices
+of each site (DEVICES_PER_SITE of them) hand their checks to a site gateway that posts one batch
+per interval as a service account (simulator.gateway): 40 requests per interval for the same
+1,000 devices. Desired-state reads (every `checkin_interval`, ± `checkin_jitter`) and deployment
+reports stay the devices' own either way.
+
 Determinism: with a seed, each device draws from its own generator seeded by (seed, device id),
 and chaos picks devices from a generator seeded by the seed, so the same commands give the same
 devices the same health, whatever the interleaving of network answers.
@@ -35,9 +42,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from simulator.api import DeviceApi
+from simulator.api import DeviceApi, GatewayApi
 from simulator.chaos import ChaosKind, apply_chaos, clear_chaos, describe_chaos
 from simulator.device import RECENT_SECONDS, DeviceSettings, SimDevice
+from simulator.gateway import GatewaySettings, SiteGateway
 from simulator.health import Fault, FaultBook, Pattern
 from simulator.metrics import FleetMetrics
 
@@ -71,6 +79,19 @@ class FleetConfig:
     variants: tuple[str, ...] = ("tv-32-gen2", "tv-43-gen3", "tv-55-gen3")
     buffer_limit: int = 360
     batch_size: int = 250
+    # Desired-state reads are spread by ± this share of checkin_interval (0: exactly periodic).
+    checkin_jitter: float = 0.0
+    # An API token of a service account holding telemetry.ingest_health: the checks then go
+    # through one gateway per site in batches. None: every device posts its own.
+    gateway_token: str | None = None
+    # Most checks in one gateway batch (the server's default SAFEROLL_HEALTH_BATCH_MAX).
+    gateway_batch_size: int = 1000
+    # Devices of a site share its gateway; seeds the site names and the number of gateways.
+    devices_per_site: int = DEVICES_PER_SITE
+    # Connections of the gateways' own, beside the devices' max_connections: a gateway is its own
+    # client on its own link, so its batches never queue behind a thousand devices' check-ins
+    # (and deployment steps, in a rollout) waiting for the devices' connections.
+    gateway_connections: int = 2
     # Small on purpose: httpcore's pool does work proportional to connections × requests on every
     # request, and a server on the same machine gains nothing from more parallel connections.
     max_connections: int = 8
@@ -140,7 +161,8 @@ class Fleet:
         self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         self.faults = FaultBook()
         self.devices: list[SimDevice] = []
-        self.metrics = FleetMetrics(started_at=clock())
+        self.gateways: list[SiteGateway] = []
+        self.metrics = FleetMetrics(started_at=clock(), clock=clock)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task] = []
@@ -157,12 +179,11 @@ class Fleet:
         # operator needs to see (and cost more CPU than the requests).
         logging.getLogger("httpx").setLevel(logging.WARNING)
         config = self.config
+        connections = config.max_connections + (config.gateway_connections if config.gateway_token else 0)
         self._client = httpx.AsyncClient(
             base_url=config.api_url,
             transport=self._transport,
-            limits=httpx.Limits(
-                max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-            ),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
             # Waiting for a pooled connection is queueing, not failure: give it longer than a
             # request itself.
             timeout=httpx.Timeout(config.timeout, pool=config.timeout * 3),
@@ -174,9 +195,11 @@ class Fleet:
             checkin_interval=config.checkin_interval,
             buffer_limit=config.buffer_limit,
             batch_size=config.batch_size,
+            checkin_jitter=config.checkin_jitter,
+            via_gateway=bool(config.gateway_token),
         )
         start = self.clock()
-        self.metrics = FleetMetrics(started_at=start)
+        self.metrics = FleetMetrics(started_at=start, clock=self.clock)
         gate = asyncio.Semaphore(config.max_connections)
         for index, (device_id, ring) in enumerate(zip(ids, rings, strict=True)):
             rng = random.Random(f"{self.seed}:{device_id}")
@@ -194,20 +217,53 @@ class Fleet:
                     settings=settings,
                     ring=ring,
                     variant=config.variants[index % len(config.variants)] if config.variants else "",
-                    site=f"site-{index // DEVICES_PER_SITE + 1:03d}",
-                    region=REGIONS[(index // DEVICES_PER_SITE) % len(REGIONS)],
+                    site=f"site-{index // config.devices_per_site + 1:03d}",
+                    region=REGIONS[(index // config.devices_per_site) % len(REGIONS)],
+                    observer=self.metrics,
+                    clock=self.clock,
+                )
+            )
+        if config.gateway_token:
+            self._build_gateways(start)
+
+    def _build_gateways(self, start: float) -> None:
+        """One gateway per site. Their flushes are spread evenly over one interval, like the
+        devices' ticks, so the server sees a steady trickle of batches rather than a burst."""
+        config = self.config
+        sites: dict[str, list[SimDevice]] = defaultdict(list)
+        for device in self.devices:
+            sites[device.site].append(device)
+        settings = GatewaySettings(interval=config.interval, batch_size=config.gateway_batch_size)
+        gate = asyncio.Semaphore(config.gateway_connections)
+        for index, (site, devices) in enumerate(sites.items()):
+            self.gateways.append(
+                SiteGateway(
+                    site,
+                    devices,
+                    api=GatewayApi(
+                        self._client,
+                        token=config.gateway_token,
+                        timer=self.metrics.batch_answer_time,
+                        gate=gate,
+                    ),
+                    rng=random.Random(f"{self.seed}:gateway:{site}"),
+                    first_flush=start + config.interval * (index + 1) / len(sites),
+                    settings=settings,
                     observer=self.metrics,
                     clock=self.clock,
                 )
             )
 
     async def start(self) -> None:
-        """Build the fleet and run every device on the real clock until `stop`."""
+        """Build the fleet and run every device (and gateway) on the real clock until `stop`."""
         self.build()
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._run_device(device), name=f"sim-{device.device_id}")
                 for device in self.devices
+            ] + [
+                asyncio.create_task(self._run_gateway(gateway), name=f"gateway-{gateway.site}")
+                for gateway in self.gateways
             ]
 
     async def _run_device(self, device: SimDevice) -> None:
@@ -241,6 +297,24 @@ class Fleet:
                 sending.cancel()
                 await asyncio.gather(sending, return_exceptions=True)
 
+    async def _run_gateway(self, gateway: SiteGateway) -> None:
+        """One site gateway on the real clock: a flush at each slot (or retry), one at a time."""
+        while True:
+            delay = gateway.next_due() - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = self.clock()
+            try:
+                await gateway.flush(now)
+            except Exception as exc:
+                kind = f"bug {type(exc).__name__}"
+                if kind not in self.metrics.failures:
+                    logger.error("Simulated gateway %s failed", gateway.site, exc_info=exc)
+                self.metrics.failure(kind, f"gateway {gateway.site}: {exc!r}")
+                gateway.retry_at = now + 5.0
+            if gateway.next_due() <= self.clock():
+                await asyncio.sleep(MIN_STEP_SECONDS)
+
     def _collect(self, device: SimDevice, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             self._bug(device, task.exception(), self.clock())
@@ -268,13 +342,14 @@ class Fleet:
             raise TypeError("advance() drives simulated time: build the fleet with a ManualClock.")
         self.build()
         ticks = 0
-        while self.devices:
-            device = min(self.devices, key=lambda d: d.next_due())
-            due = device.next_due()
+        actors: list[SimDevice | SiteGateway] = [*self.devices, *self.gateways]
+        while actors:
+            actor = min(actors, key=lambda a: a.next_due())
+            due = actor.next_due()
             if due > until:
                 break
             self.clock.now = max(self.clock.now, due)
-            await device.tick(self.clock.now)
+            await actor.tick(self.clock.now)
             ticks += 1
         self.clock.now = max(self.clock.now, until)
         return ticks
@@ -351,12 +426,23 @@ class Fleet:
             "target_per_s": round(len(self.devices) / self.config.interval, 1),
             **self.metrics.summary(now),
             "cpu_percent": self._cpu_percent(),
+            "delivery": self._delivery(),
             "rings": {
                 ring: self._ring_status(devices, now)
                 for ring, devices in sorted(by_ring.items(), key=lambda kv: _ring_sort_key(kv[0]))
             },
             "faults": self.faults.describe(now),
             "chaos": describe_chaos(self.devices, now=now),
+        }
+
+    def _delivery(self) -> dict:
+        """How checks reach the server: by each device, or by site gateways (with their errors)."""
+        if not self.gateways:
+            return {"mode": "device"}
+        return {
+            "mode": "gateway",
+            "gateways": len(self.gateways),
+            "last_errors": sorted({g.last_error for g in self.gateways if g.last_error})[:3],
         }
 
     def _ring_status(self, devices: list[SimDevice], now: float) -> dict:

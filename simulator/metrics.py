@@ -1,30 +1,41 @@
-"""What the fleet measures about itself: check rate, schedule lag, failures.
+"""What the fleet measures about itself: check rate, schedule lag, requests, failures.
 
 The point of these numbers is to show that the simulator keeps its schedule (1,000 devices at a
 5 s interval is 200 checks/s): "generated" counts checks taken on schedule, "delivered" those the
 server acknowledged (batches included), and lag is how late a device's tick started against its
-slot. Rates are over a sliding window of whole seconds so `status` shows the present, not the
-average since start.
+slot. "requests" counts the answers the server gave, whoever asked (devices and gateways), which
+is the load the fleet puts on it. Rates are over a sliding window of whole seconds so `status`
+shows the present, not the average since start.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 
-from simulator.device import Observer
+from simulator.gateway import GatewayObserver
 
 RATE_WINDOW_SECONDS = 30
 LAG_SAMPLES = 5000
 NOTICE_LIMIT = 200
 
 
-class FleetMetrics(Observer):
-    """Counters the devices feed; one per fleet."""
+class FleetMetrics(GatewayObserver):
+    """Counters the devices and gateways feed; one per fleet."""
 
-    def __init__(self, *, started_at: float, window: int = RATE_WINDOW_SECONDS):
+    def __init__(
+        self,
+        *,
+        started_at: float,
+        window: int = RATE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ):
         self.started_at = started_at
         self.window = window
+        # Only for answer_time, which is told a duration and not when: the fleet's clock.
+        self.clock = clock
         self.generated = 0
         self.delivered = 0
         self.duplicates = 0
@@ -33,10 +44,18 @@ class FleetMetrics(Observer):
         self.failures: Counter[str] = Counter()
         self.last_failure: dict[str, str] = {}
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
-        self.answer_times: deque[float] = deque(maxlen=LAG_SAMPLES)
+        # (when, seconds): percentiles are taken over the rate window, so a backlog that has
+        # drained stops showing as soon as it has, however few requests came since.
+        self.answer_times: deque[tuple[float, float]] = deque(maxlen=LAG_SAMPLES)
+        self.batch_answer_times: deque[tuple[float, float]] = deque(maxlen=LAG_SAMPLES)
         self.max_lag = 0.0
         self._generated_per_second: Counter[int] = Counter()
         self._delivered_per_second: Counter[int] = Counter()
+        self.requests = 0
+        self._requests_per_second: Counter[int] = Counter()
+        self.batches = 0
+        self.batched_checks = 0
+        self._batches_per_second: Counter[int] = Counter()
         self.notices: deque[str] = deque(maxlen=NOTICE_LIMIT)
         self._unread_notices: deque[str] = deque(maxlen=NOTICE_LIMIT)
 
@@ -55,8 +74,24 @@ class FleetMetrics(Observer):
         self._delivered_per_second[int(now)] += accepted + duplicates
 
     def answer_time(self, seconds: float) -> None:
-        """How long the server took to answer one request, as a device saw it."""
-        self.answer_times.append(seconds)
+        """How long the server took to answer one request of a device, as the device saw it
+        (waiting for one of the fleet's connections included)."""
+        self.answer_times.append((self.clock(), seconds))
+        self._count_request()
+
+    def batch_answer_time(self, seconds: float) -> None:
+        """The same for a gateway's batch."""
+        self.batch_answer_times.append((self.clock(), seconds))
+        self._count_request()
+
+    def _count_request(self) -> None:
+        self.requests += 1
+        self._requests_per_second[int(self.clock())] += 1
+
+    def batch_sent(self, now: float, size: int) -> None:
+        self.batches += 1
+        self.batched_checks += size
+        self._batches_per_second[int(now)] += 1
 
     def checks_dropped(self, count: int) -> None:
         self.dropped += count
@@ -100,7 +135,6 @@ class FleetMetrics(Observer):
 
     def summary(self, now: float) -> dict:
         lags = sorted(self.lags)
-        answers = sorted(self.answer_times)
         return {
             "uptime_s": round(now - self.started_at, 1),
             "checks_generated": self.generated,
@@ -110,17 +144,27 @@ class FleetMetrics(Observer):
             "checks_rejected": self.rejected,
             "generated_per_s": round(self._rate(self._generated_per_second, now), 1),
             "delivered_per_s": round(self._rate(self._delivered_per_second, now), 1),
+            "requests": self.requests,
+            "requests_per_s": round(self._rate(self._requests_per_second, now), 1),
+            "batches": self.batches,
+            "batches_per_s": round(self._rate(self._batches_per_second, now), 1),
+            "checks_per_batch": round(self.batched_checks / self.batches, 1) if self.batches else 0.0,
             "lag_ms": {
                 "p50": _ms(statistics.median(lags)) if lags else 0,
                 "p95": _ms(lags[int(0.95 * (len(lags) - 1))]) if lags else 0,
                 "max": _ms(self.max_lag),
             },
-            "answer_ms": {
-                "p50": _ms(statistics.median(answers)) if answers else 0,
-                "p95": _ms(answers[int(0.95 * (len(answers) - 1))]) if answers else 0,
-            },
+            "answer_ms": _percentiles(self.answer_times, since=now - self.window),
+            "batch_answer_ms": _percentiles(self.batch_answer_times, since=now - self.window),
             "failures": dict(self.failures.most_common()),
         }
+
+
+def _percentiles(samples: deque[tuple[float, float]], *, since: float) -> dict[str, int]:
+    ordered = sorted(seconds for when, seconds in samples if when >= since)
+    if not ordered:
+        return {"p50": 0, "p95": 0}
+    return {"p50": _ms(statistics.median(ordered)), "p95": _ms(ordered[int(0.95 * (len(ordered) - 1))])}
 
 
 def _ms(seconds: float) -> int:

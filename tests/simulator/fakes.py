@@ -1,4 +1,5 @@
-"""An in-memory SafeRoll device API behind httpx.MockTransport, for driving simulated devices."""
+"""An in-memory SafeRoll device API behind httpx.MockTransport, for driving simulated devices
+and their site gateways."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from simulator.health import FaultBook
 
 BASE_URL = "http://saferoll.test"
 KEY = "fleet-key"
+GATEWAY_TOKEN = "gateway-token"
 T0 = 1_750_000_000.0
 
 
@@ -73,6 +75,14 @@ class FakeServer:
     enrolled_as: dict[str, dict] = field(default_factory=dict)
     batch_calls: int = 0
     duplicates: int = 0
+    # Gateways: the API token accepted on the batch endpoint ("Authorization: Token <t>"), the
+    # device ids whose checks are refused there (as the server refuses an invalid check), and
+    # the device ids of each gateway batch received, in order.
+    gateway_token: str = GATEWAY_TOKEN
+    refused_devices: set[str] = field(default_factory=set)
+    gateway_batches: list[list[str]] = field(default_factory=list)
+    # Gateway batches: store them, then lose the answer this many times.
+    lose_batch_answers: int = 0
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -90,6 +100,8 @@ class FakeServer:
         if self.down_status is not None:
             headers = {"Retry-After": self.retry_after} if self.retry_after else {}
             return httpx.Response(self.down_status, json={"error": "database unavailable"}, headers=headers)
+        if path == "/api/health/batch" and request.headers.get("Authorization", "").startswith("Token "):
+            return self._gateway_batch(request)
         device_id = self._device(request)
         if device_id is None:
             return httpx.Response(401, json={"error": "Unknown or revoked device token."})
@@ -162,6 +174,36 @@ class FakeServer:
         return httpx.Response(
             200, json={"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
         )
+
+    def _gateway_batch(self, request: httpx.Request) -> httpx.Response:
+        """The batch endpoint as a gateway holding the ingest permission sees it: checks of any
+        enrolled device; unknown or refused devices' checks are listed in `rejected`, and when no
+        check is accepted the answer is 400."""
+        if request.headers["Authorization"] != f"Token {self.gateway_token}":
+            return httpx.Response(401, json={"error": "Invalid token."})
+        checks = json.loads(request.content)["checks"]
+        self.gateway_batches.append([check.get("device_id") for check in checks])
+        if len(checks) > self.batch_limit:
+            return httpx.Response(413, json={"error": "A batch holds at most so many checks."})
+        accepted = duplicates = 0
+        rejected = []
+        for index, check in enumerate(checks):
+            device_id = check.get("device_id")
+            if device_id not in self.tokens or device_id in self.refused_devices:
+                rejected.append(
+                    {"index": index, "device_id": device_id, "errors": {"device_id": ["refused"]}}
+                )
+            elif self._store(device_id, check):
+                accepted += 1
+            else:
+                duplicates += 1
+        if self.lose_batch_answers:
+            self.lose_batch_answers -= 1
+            raise httpx.ReadTimeout("answer lost", request=request)
+        body = {"accepted": accepted, "duplicates": duplicates, "rejected": rejected}
+        if not accepted and not duplicates:
+            return httpx.Response(400, json={"error": "None of the checks was accepted.", **body})
+        return httpx.Response(200, json=body)
 
     def _report(self, device_id: str, rollout_id: str, body: dict) -> httpx.Response:
         if body["state"] in self.conflict_states:

@@ -87,7 +87,11 @@ def test_it_seeds_the_plan_presets_and_one_user_per_role():
         assert list(users[username].groups.values_list("name", flat=True)) == [roles.GROUP_NAMES[role]]
         password = re.search(rf"  {username}\s+\S+\s+password: (\S+)", output).group(1)
         assert users[username].check_password(password)
-    assert output.count("API token:") == 4
+    # One token per login, plus the fleet gateway's (a service account that may only report health).
+    assert output.count("API token:") == 5
+    gateway = users["fleet-gateway"]
+    assert not gateway.has_usable_password() and not gateway.groups.exists()
+    assert gateway.has_perm("telemetry.ingest_health") and not gateway.has_perm("rollouts.view_rollout")
     assert "http://127.0.0.1:8000/" in output
 
 
@@ -100,7 +104,7 @@ def test_it_is_idempotent_and_keeps_passwords_unless_asked():
 
     assert Device.objects.count() == 1000
     assert Release.objects.count() == 4
-    assert get_user_model().objects.count() == 4
+    assert get_user_model().objects.count() == 5  # four logins and the fleet gateway
     assert Device.objects.get(device_id="tv-0001").ring == "ring_100"
     assert "(unchanged" in second
     assert get_user_model().objects.get(username="admin").check_password(admin_password)

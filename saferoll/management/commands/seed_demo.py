@@ -1,26 +1,37 @@
 """`manage.py seed_demo [--reset-passwords]`: the demo world of 000 §8 and §11, idempotently.
 
 Hardware variants; releases v2.0 (stable), v2.1, v2.1_buggy and v2.2, each with a small generated
-artifact; the rollout plan presets; one user per role; and a fleet of 1,000 devices on v2.0 spread
-over the rings 100 / 50 / 250 / 600. Running it again adds only what is missing: nothing is
-duplicated, no password is reset (unless asked), no device is moved.
+artifact; the rollout plan presets; one user per role; the site gateways' service account
+"fleet-gateway"; and a fleet of 1,000 devices on v2.0 spread over the rings 100 / 50 / 250 / 600.
+Running it again adds only what is missing: nothing is duplicated, no password is reset (unless
+asked), no device is moved, no token changes.
+
+The pieces are functions, so that `manage.py demo` can make sure of the same world and print the
+same logins.
 """
 
 import hashlib
 import math
+from dataclasses import dataclass
+from typing import TextIO
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, Permission
 from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from devices.choices import DeviceStatus
 from devices.models import Device, HardwareVariant, hash_token, new_device_token
 from rollouts import services_catalog
 from rollouts.models import Release
 from saferoll import roles
+from saferoll.audit import audit_record, diff_fields
 from saferoll.management.commands.adduser import cli_actor, user_ensure_role
+from telemetry.permissions import INGEST_PERMISSION
 
 VARIANTS = [
     ("tv-32-gen2", "32-inch bedside TV, second generation"),
@@ -54,6 +65,25 @@ SITES = [
     ("Toronto General", "ca-central"),
 ]
 DEVICE_PREFIX = "tv-"
+# The service account the simulator's site gateways report health with (SPEC §1: the batch path).
+GATEWAY_USERNAME = "fleet-gateway"
+ACTION_SET_PERMISSIONS = "SET_PERMISSIONS"
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    role: str
+    # Set by this run (to print once), else None: the stored password is unchanged.
+    password: str | None
+    token: str
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    user: AbstractBaseUser
+    created: bool
+    token: str
 
 
 def demo_artifact(version: str, size: int = ARTIFACT_BYTES) -> bytes:
@@ -76,6 +106,86 @@ def ring_sizes(total: int, shares: dict[str, float]) -> dict[str, int]:
     return sizes
 
 
+def demo_logins(*, actor: str, reset_passwords: bool) -> list[Login]:
+    """One login per role (created when missing; a new generated password only when created or
+    when `reset_passwords` asks for it)."""
+    logins = []
+    for username, role in DEMO_USERS:
+        result = user_ensure_role(username=username, role=role, reset_password=reset_passwords, actor=actor)
+        logins.append(Login(username, role, result.generated_password, result.token))
+    return logins
+
+
+@transaction.atomic
+def gateway_account_ensure(*, actor: str, username: str = GATEWAY_USERNAME) -> ServiceAccount:
+    """The site gateways' service account: not a person (no role group, no admin, a password
+    nobody can log in with) holding exactly `telemetry.ingest_health`, so its API token may report
+    health for any enrolled device (telemetry.permissions) and do nothing else. Anything else it
+    was given is taken away again; the token is kept, so a running gateway keeps working."""
+    User = get_user_model()
+    # Locked so that two seeds at once neither both create it nor interleave their changes.
+    user = User.objects.select_for_update().filter(username=username).first()
+    created = user is None
+    if created:
+        user = User(username=username)
+    before = {} if created else _account_state(user)
+
+    user.is_staff = False
+    user.is_superuser = False
+    user.is_active = True
+    if created or user.has_usable_password():
+        user.set_unusable_password()
+    user.save()
+    user.groups.clear()
+    app_label, codename = INGEST_PERMISSION.split(".")
+    user.user_permissions.set([Permission.objects.get(content_type__app_label=app_label, codename=codename)])
+
+    token, _ = Token.objects.get_or_create(user=user)
+    changes = diff_fields(before, _account_state(user))
+    if created or changes:
+        audit_record(
+            actor=actor,
+            action=ACTION_SET_PERMISSIONS,
+            obj=user,
+            reason=("Created" if created else "Reset")
+            + f" as the site gateways' service account, holding only {INGEST_PERMISSION}.",
+            changes=changes,
+        )
+    return ServiceAccount(user=user, created=created, token=token.key)
+
+
+def _account_state(user) -> dict:
+    return {
+        "is_staff": user.is_staff,
+        "is_superuser": user.is_superuser,
+        "usable_password": user.has_usable_password(),
+        "groups": sorted(user.groups.values_list("name", flat=True)),
+        "permissions": sorted(
+            f"{app}.{codename}"
+            for app, codename in user.user_permissions.values_list("content_type__app_label", "codename")
+        ),
+    }
+
+
+def write_logins(
+    out: TextIO,
+    logins: list[Login],
+    gateway: ServiceAccount,
+    heading: str = "Logins (passwords are shown only when they are set):",
+) -> None:
+    """The logins, one per role, with each password only when this run set it, their API tokens,
+    and the gateway's token."""
+    out.write(heading + "\n")
+    for login in logins:
+        shown = login.password or "(unchanged; --reset-passwords to set a new one)"
+        out.write(f"  {login.username:<9} {login.role:<16} password: {shown}\n")
+        out.write(f"  {'':<9} {'':<16} API token: {login.token}\n")
+    out.write(
+        f"Site gateway service account {gateway.user.get_username()} (reports health only, cannot log in):\n"
+    )
+    out.write(f"  {'':<9} {'':<16} API token: {gateway.token}\n")
+
+
 class Command(BaseCommand):
     help = "Seed the demo: variants, releases, plan presets, one user per role and a 1,000-device fleet."
 
@@ -93,7 +203,8 @@ class Command(BaseCommand):
         self._releases(actor, variants)
         self._plans()
         created = self._fleet(devices, variants)
-        logins = self._users(actor, reset_passwords)
+        logins = demo_logins(actor=actor, reset_passwords=reset_passwords)
+        gateway = gateway_account_ensure(actor=actor)
 
         self.stdout.write(
             self.style.SUCCESS(
@@ -102,12 +213,11 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write("")
-        self.stdout.write("Portal: http://127.0.0.1:8000/  (start it with `python manage.py serve`)")
-        self.stdout.write("Logins (passwords are shown only when they are set):")
-        for username, role, password, token in logins:
-            shown = password if password else "(unchanged; --reset-passwords to set a new one)"
-            self.stdout.write(f"  {username:<9} {role:<16} password: {shown}")
-            self.stdout.write(f"  {'':<9} {'':<16} API token: {token}")
+        self.stdout.write(
+            "Portal: http://127.0.0.1:8000/  (start it with `python manage.py serve`, "
+            "or everything with `python manage.py demo`)"
+        )
+        write_logins(self.stdout, logins, gateway)
 
     def _variants(self) -> list[HardwareVariant]:
         variants = []
@@ -181,12 +291,3 @@ class Command(BaseCommand):
         # ignore_conflicts: a concurrent seed inserting the same ids must not fail this one.
         Device.objects.bulk_create(missing, batch_size=500, ignore_conflicts=True)
         return len(missing)
-
-    def _users(self, actor: str, reset_passwords: bool) -> list[tuple[str, str, str | None, str]]:
-        logins = []
-        for username, role in DEMO_USERS:
-            result = user_ensure_role(
-                username=username, role=role, reset_password=reset_passwords, actor=actor
-            )
-            logins.append((username, role, result.generated_password, result.token))
-        return logins

@@ -1,6 +1,11 @@
 """`manage.py simulate`: a simulated device fleet talking to SafeRoll over HTTP (SPEC §12, 000 §8).
 
-A thin shell: it reads options, finds the enrollment key and hands over to simulator.cli.
+A thin shell: it reads options, finds the enrollment key (and the gateway token, if any) and hands
+over to simulator.cli.
+
+With `--gateway-token` (or SAFEROLL_GATEWAY_TOKEN) the checks go through one gateway per site in
+batches (simulator.gateway): the way to run 1,000 devices against one embedded server. The token is
+a service account's holding `telemetry.ingest_health`; `seed_demo` creates one ("fleet-gateway").
 """
 
 import asyncio
@@ -32,6 +37,19 @@ def enrollment_key(option: str | None, api_url: str) -> str:
         f"{api_url} is not on this machine: give its fleet enrollment key with --enrollment-key "
         "or SAFEROLL_ENROLLMENT_KEY."
     )
+
+
+def gateway_token(option: str | None) -> str | None:
+    """--gateway-token, else SAFEROLL_GATEWAY_TOKEN (which keeps the token out of `ps`), else None:
+    every device posts its own checks."""
+    return option or os.environ.get("SAFEROLL_GATEWAY_TOKEN") or None
+
+
+def jitter(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(text)
+    return value
 
 
 def positive(kind: type):
@@ -68,6 +86,24 @@ class Command(BaseCommand):
             help="Seconds between desired-state reads (15).",
         )
         parser.add_argument(
+            "--checkin-jitter",
+            type=jitter,
+            default=0.1,
+            help="Spread desired-state reads by this share of the interval either side, 0 to <1 (0.1).",
+        )
+        parser.add_argument(
+            "--gateway-token",
+            help="Deliver checks through one gateway per site in batches, with this API token of an "
+            "account holding telemetry.ingest_health (default: SAFEROLL_GATEWAY_TOKEN; none: each "
+            "device posts its own).",
+        )
+        parser.add_argument(
+            "--devices-per-site",
+            type=positive(int),
+            default=FleetConfig.devices_per_site,
+            help=f"Devices per site, and so per gateway ({FleetConfig.devices_per_site}).",
+        )
+        parser.add_argument(
             "--script", type=Path, help="Commands to run, one per line ('sleep SECONDS' waits)."
         )
         parser.add_argument(
@@ -93,7 +129,13 @@ class Command(BaseCommand):
             "--max-connections",
             type=positive(int),
             default=8,
-            help="HTTP connections shared by the fleet (8).",
+            help="HTTP connections shared by the fleet's devices (8).",
+        )
+        parser.add_argument(
+            "--gateway-connections",
+            type=positive(int),
+            default=FleetConfig.gateway_connections,
+            help=f"HTTP connections of the site gateways, beside the devices' ({FleetConfig.gateway_connections}).",
         )
 
     def handle(self, *args, **options) -> None:
@@ -113,6 +155,8 @@ class Command(BaseCommand):
             devices=options["devices"],
             interval=options["interval"],
             checkin_interval=options["checkin_interval"],
+            checkin_jitter=options["checkin_jitter"],
+            gateway_token=gateway_token(options["gateway_token"]),
             enrollment_key=enrollment_key(options["enrollment_key"], api_url),
             prefix=options["prefix"],
             seed=options["seed"],
@@ -120,7 +164,9 @@ class Command(BaseCommand):
             version=options["initial_version"],
             variants=tuple(name.strip() for name in options["variants"].split(",") if name.strip()),
             buffer_limit=options["buffer_limit"],
+            devices_per_site=options["devices_per_site"],
             max_connections=options["max_connections"],
+            gateway_connections=options["gateway_connections"],
         )
         interactive = sys.stdin.isatty()
         out = options.get("stdout") or sys.stdout
