@@ -6,6 +6,7 @@
     status
     chaos power-loss RING SHARE | chaos stuck-download RING SHARE
     chaos clock-skew RING SECONDS | chaos partition RING SECONDS
+    scenario happy|disaster|manual-pause | scenario stop    (in `manage.py demo`)
     sleep SECONDS        (scripts: wait before the next line)
     help | quit
 
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 
 from simulator.chaos import SHARE_KINDS, ChaosKind
 from simulator.health import Fault, Pattern
+from simulator.scenarios import SCENARIOS
 
 PROMPT = "saferoll-sim> "
 
@@ -37,6 +39,8 @@ Commands:
   chaos stuck-download RING SHARE       SHARE of RING's downloads never finish
   chaos clock-skew RING SECONDS         RING's clocks run SECONDS off (negative: behind)
   chaos partition RING SECONDS          RING cannot reach SafeRoll for SECONDS; checks are buffered, then resynced
+  scenario happy|disaster|manual-pause  play a demo scenario of 000 §11 with these devices (manage.py demo)
+  scenario stop                         end the scenario being played; its rollout is rolled back
   sleep SECONDS                         wait (for scripts)
   help                                  this text
   quit                                  stop the fleet and print a summary"""
@@ -73,6 +77,16 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """Play one of the demo scenarios with the running fleet, or stop the one being played."""
+
+    name: str
+
+
+STOP_SCENARIO = "stop"
+
+
+@dataclass(frozen=True)
 class Sleep:
     seconds: float
 
@@ -92,7 +106,7 @@ class Blank:
     """An empty line or a comment."""
 
 
-Command = Inject | Clear | Chaos | Status | Sleep | Help | Quit | Blank
+Command = Inject | Clear | Chaos | Status | Scenario | Sleep | Help | Quit | Blank
 
 INJECT_USAGE = "usage: inject RING RATE [--pattern immediate|gradual|network]  or  inject --version V RATE"
 CHAOS_USAGE = "usage: chaos power-loss|stuck-download RING SHARE  or  chaos clock-skew|partition RING SECONDS"
@@ -176,6 +190,13 @@ def _parse_chaos(args: list[str]) -> Chaos:
     return Chaos(kind, ring, seconds)
 
 
+def _parse_scenario(args: list[str]) -> Scenario:
+    names = (*SCENARIOS, STOP_SCENARIO)
+    if len(args) != 1 or args[0] not in names:
+        raise CommandError(f"usage: scenario {'|'.join(SCENARIOS)}  or  scenario {STOP_SCENARIO}")
+    return Scenario(args[0])
+
+
 def _parse_sleep(args: list[str]) -> Sleep:
     if len(args) != 1:
         raise CommandError("usage: sleep SECONDS")
@@ -208,6 +229,8 @@ def parse(line: str) -> Command:
         return _parse_chaos(args)
     if name == "sleep":
         return _parse_sleep(args)
+    if name == "scenario":
+        return _parse_scenario(args)
     if name == "status":
         return _no_args(Status(), args, "status")
     if name in ("help", "?"):
@@ -247,6 +270,8 @@ class Reply:
     text: str = ""
     quit: bool = False
     sleep: float = 0.0
+    # A scenario to play (or "stop"): the session runs it beside the prompt.
+    scenario: str | None = None
 
 
 class Console:
@@ -272,6 +297,8 @@ class Console:
                 return Reply("Stopping the fleet…", quit=True)
             case Sleep(seconds):
                 return Reply(sleep=seconds)
+            case Scenario(name):
+                return Reply(scenario=name)
             case Status():
                 return Reply(format_status(self.fleet.status()))
             case Inject():

@@ -32,6 +32,7 @@ waiting, each device ticked at exactly its due time. Tests use it; a rehearsal c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import statistics
@@ -354,13 +355,26 @@ class Fleet:
         self.clock.now = max(self.clock.now, until)
         return ticks
 
-    async def stop(self) -> dict:
-        """Cancel every device, close the client and return the final summary."""
+    async def stop(self, *, final_delivery_seconds: float = 0.0) -> dict:
+        """Cancel every device and gateway, close the client and return the final summary.
+
+        With `final_delivery_seconds` the site gateways first deliver what their devices still
+        hold (a check taken in the last interval has not gone out yet), for at most that long:
+        a batch cut short stays in the buffers and is counted as still buffered, never as sent."""
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.gateways and final_delivery_seconds > 0 and self._client is not None:
+            now = self.clock()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(gateway.flush(now) for gateway in self.gateways), return_exceptions=True
+                    ),
+                    timeout=final_delivery_seconds,
+                )
         if self._client is not None:
             await self._client.aclose()
             self._client = None

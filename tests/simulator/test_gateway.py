@@ -289,3 +289,16 @@ def test_it_keeps_the_checkin_interval_within_its_jitter(jitter):
     delays = [device.checkin_delay() for _ in range(200)]
     assert min(delays) >= 30 * (1 - jitter) and max(delays) <= 30 * (1 + jitter)
     assert (max(delays) - min(delays) > 5) is (jitter > 0)
+
+
+def test_it_delivers_what_the_devices_still_hold_when_it_stops():
+    server = FakeServer()
+    fleet = gateway_fleet(server, devices=10)
+    run(fleet.advance(T0 + 12))
+    held = sum(len(device.buffer) for device in fleet.devices)
+    assert held > 0
+
+    summary = run(fleet.stop(final_delivery_seconds=5.0))
+
+    assert summary["buffered"] == 0
+    assert len(server.stored) == summary["checks_generated"] == summary["checks_delivered"]

@@ -11,7 +11,12 @@
        over the prompt.
     4. Waits for GET /health, prints the portal URL, the logins and how to rehearse a scenario.
     5. Runs the simulator in the foreground with its prompt, the checks going through site
-       gateways as the "fleet-gateway" service account (simulator.gateway).
+       gateways as the "fleet-gateway" service account (simulator.gateway). `scenario disaster`
+       (or happy, manual-pause) at the prompt plays a scenario of 000 §11 with these devices, as
+       the demo's release manager. `manage.py scenario` in another terminal brings a fleet of its
+       own with the same device ids: measured beside the demo, its enrollments revoked the demo
+       devices' tokens (and theirs), its per-device posting took the server's answers past a
+       minute, and it gave up waiting for its devices to enroll. It is for a server on its own.
     6. `quit`, Ctrl-C or SIGTERM: stops the simulator first, then each child in turn (SIGTERM,
        wait, SIGKILL after a timeout), and exits 0.
 
@@ -53,9 +58,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from saferoll import roles
 from saferoll.management.commands.adduser import cli_actor
 from saferoll.management.commands.seed_demo import demo_logins, gateway_account_ensure, write_logins
-from simulator.cli import run_session
+from simulator.cli import ScenarioAccess, run_session
 from simulator.fleet import Fleet, FleetConfig
 from simulator.management.commands.simulate import jitter, positive
 
@@ -236,9 +242,13 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
 
-def run_simulator(config: FleetConfig, *, out: TextIO, stdin: TextIO) -> dict:
+def run_simulator(
+    config: FleetConfig, *, out: TextIO, stdin: TextIO, scenarios: ScenarioAccess | None = None
+) -> dict:
     """The simulator with its prompt, in the foreground, until quit, Ctrl-C or SIGTERM."""
-    return asyncio.run(run_session(Fleet(config), out=out, interactive=stdin.isatty(), stdin=stdin))
+    return asyncio.run(
+        run_session(Fleet(config), out=out, interactive=stdin.isatty(), stdin=stdin, scenarios=scenarios)
+    )
 
 
 def migrations_pending() -> bool:
@@ -332,7 +342,13 @@ class Command(BaseCommand):
             seed=options["seed"],
         )
         # The raw stream, as `simulate` does: the prompt must not get a newline appended.
-        run_simulator(config, out=options.get("stdout") or sys.stdout, stdin=sys.stdin)
+        release_manager = next(login for login in logins if login.role == roles.RELEASE_MANAGER)
+        run_simulator(
+            config,
+            out=options.get("stdout") or sys.stdout,
+            stdin=sys.stdin,
+            scenarios=ScenarioAccess(api_url=url, token=release_manager.token),
+        )
         for spec, code in supervisor.exited():
             self.stderr.write(f"{spec.name} exited on its own with status {code}; see {spec.log}.")
 
@@ -353,8 +369,12 @@ class Command(BaseCommand):
             gateway,
             heading="Logins, with new passwords (any printed before no longer work):",
         )
-        write("Rehearse a scenario in another terminal:")
-        write(f"  python manage.py scenario happy|disaster|manual-pause --api-url {url}")
+        write("Rehearse a scenario of 000 §11 with these devices: type at the prompt below")
+        write("  scenario happy | scenario disaster | scenario manual-pause")
+        write(
+            f"(`python manage.py scenario disaster --api-url {url}` in another terminal brings 1,000 devices "
+            "of its own: run it against `manage.py serve` alone, not beside this demo.)"
+        )
         write("")
 
 
