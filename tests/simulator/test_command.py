@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from simulator.management.commands.simulate import enrollment_key
+from simulator.management.commands.simulate import enrollment_key, gateway_token
 
 
 def test_it_prefers_the_option_then_the_environment(monkeypatch):
@@ -40,3 +40,18 @@ def test_it_refuses_malformed_rings():
 def test_it_refuses_a_non_positive_device_count():
     with pytest.raises(CommandError):
         call_command("simulate", "--devices", "0", "--enrollment-key", "k")
+
+
+def test_it_takes_the_gateway_token_from_the_option_or_the_environment(monkeypatch):
+    monkeypatch.delenv("SAFEROLL_GATEWAY_TOKEN", raising=False)
+    assert gateway_token(None) is None
+    assert gateway_token("from-option") == "from-option"
+    monkeypatch.setenv("SAFEROLL_GATEWAY_TOKEN", "from-env")
+    assert gateway_token(None) == "from-env"
+    assert gateway_token("from-option") == "from-option"
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "lots"])
+def test_it_refuses_a_checkin_jitter_outside_zero_to_one(value):
+    with pytest.raises(CommandError):
+        call_command("simulate", "--checkin-jitter", value, "--enrollment-key", "k")

@@ -6,13 +6,17 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db.models import Count
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from devices.models import Device, HardwareVariant, hash_token
 from devices.services import device_enroll
 from rollouts.models import Release, RolloutPlan
 from saferoll import roles
+from saferoll.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +118,62 @@ def test_it_is_idempotent_and_keeps_passwords_unless_asked():
     new_password = re.search(r"  admin\s+\S+\s+password: (\S+)", third).group(1)
     assert new_password != admin_password
     assert get_user_model().objects.get(username="admin").check_password(new_password)
+
+
+def gateway_token(output: str) -> str:
+    return re.search(r"fleet-gateway .*\n\s+API token: (\S+)", output).group(1)
+
+
+def test_it_creates_a_gateway_service_account_that_may_only_report_health():
+    output = seed()
+
+    gateway = get_user_model().objects.get(username="fleet-gateway")
+    assert not gateway.is_staff and not gateway.is_superuser and gateway.is_active
+    assert not gateway.has_usable_password()
+    assert list(gateway.groups.all()) == []
+    assert gateway.get_all_permissions() == {"telemetry.ingest_health"}
+    assert Token.objects.get(user=gateway).key == gateway_token(output)
+    created = AuditEvent.objects.get(action="SET_PERMISSIONS", object_id=str(gateway.pk))
+    assert created.changes["after"]["permissions"] == ["telemetry.ingest_health"]
+
+
+def test_it_lets_the_gateway_report_for_the_fleet_and_nothing_else():
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {gateway_token(seed())}")
+    checks = [
+        {
+            "device_id": device_id,
+            "ring": "pilot",
+            "boot_ok": True,
+            "crash_free": 0.99,
+            "checkin_latency_ms": 40,
+        }
+        for device_id in ("tv-0001", "tv-0500")
+    ]
+
+    reported = client.post("/api/health/batch", {"checks": checks}, format="json")
+
+    assert reported.status_code == 200 and reported.json()["accepted"] == 2
+    assert client.get("/api/rollouts").status_code == 403
+    assert client.post("/api/releases", {"version": "v9"}, format="json").status_code == 403
+
+
+def test_it_keeps_the_gateways_token_and_takes_back_what_it_was_given_since():
+    token = gateway_token(seed())
+    gateway = get_user_model().objects.get(username="fleet-gateway")
+    gateway.is_staff = True
+    gateway.set_password("guessable-password-1")
+    gateway.save()
+    gateway.groups.add(Group.objects.get(name=roles.GROUP_NAMES[roles.ADMIN]))
+
+    output = seed()
+
+    gateway.refresh_from_db()
+    assert gateway_token(output) == token
+    assert not gateway.is_staff and not gateway.has_usable_password()
+    assert list(gateway.groups.all()) == []
+    assert gateway.get_all_permissions() == {"telemetry.ingest_health"}
+    audit = AuditEvent.objects.filter(action="SET_PERMISSIONS", object_id=str(gateway.pk))
+    assert audit.count() == 2
+    seed()
+    assert audit.count() == 2
