@@ -7,9 +7,15 @@ rate, the optional KPIs of 002 and the deployment-failure and Sev1 gates come on
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
+
+# A critical boot-success verdict needs the whole 95 % Wilson interval below the critical line, so
+# the true rate is below it with at least that confidence: two failed boots in 60 checks must not
+# roll a healthy release back.
+CRITICAL_CONFIDENCE_Z = 1.96
 
 
 class Action(StrEnum):
@@ -126,6 +132,8 @@ class RingHealth:
     window_minutes: int = 5
     # Devices that should have reported in the window; None when unknown.
     expected_devices: int | None = None
+    # Checks behind the rates; None when unknown (then a rate is judged as it stands).
+    checks: int | None = None
     availability: float | None = None
     event_lag_ms: float | None = None
     dropped_events: float | None = None
@@ -164,6 +172,8 @@ class Gate:
     needs_sample: bool = True
     # A critical failure of these gates means ROLLBACK (000 §6.2); the rest can only pause.
     rolls_back: bool = False
+    # The most the true rate can be, at CRITICAL_CONFIDENCE_Z, given how many checks it rests on.
+    upper_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -175,10 +185,13 @@ class Gate:
         if self.critical_threshold is not None:
             data["critical_threshold"] = self.critical_threshold
             data["critical"] = self.critical
+        if self.upper_bound is not None:
+            data["upper_bound"] = _round(self.upper_bound)
         return data
 
     def describe(self) -> str:
-        return f"{self.label} {_show(self.name, self.value)} (goal {self.operator} {_show(self.name, self.threshold)})"
+        value, threshold = _show_apart(self.name, self.value, self.threshold)
+        return f"{self.label} {value} (goal {self.operator} {threshold})"
 
 
 @dataclass(frozen=True)
@@ -239,14 +252,7 @@ def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gat
             config.crash_free_critical,
             rolls_back=True,
         ),
-        _at_least(
-            "boot_success_rate",
-            "Boot success rate",
-            health.boot_success_rate,
-            config.boot_success_min,
-            config.boot_success_critical,
-            rolls_back=True,
-        ),
+        _boot_success(health, config),
         _at_most(
             "median_latency_ms",
             "Median latency",
@@ -313,6 +319,31 @@ def _at_least(
     )
 
 
+def _boot_success(health: RingHealth, config: GateConfig) -> Gate:
+    """Boot success is a share of checks: critical only when even its upper confidence bound is
+    below the critical line, so a handful of checks with one failed boot pauses at most."""
+    gate = _at_least(
+        "boot_success_rate",
+        "Boot success rate",
+        health.boot_success_rate,
+        config.boot_success_min,
+        config.boot_success_critical,
+        rolls_back=True,
+    )
+    if not health.checks:
+        return gate
+    bound = wilson_upper_bound(health.boot_success_rate, health.checks)
+    return replace(gate, critical=bound < config.boot_success_critical, upper_bound=bound)
+
+
+def wilson_upper_bound(rate: float, trials: int, z: float = CRITICAL_CONFIDENCE_Z) -> float:
+    """Upper end of the Wilson score interval of a proportion observed over `trials`."""
+    denominator = 1 + z * z / trials
+    centre = rate + z * z / (2 * trials)
+    margin = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials))
+    return min(1.0, (centre + margin) / denominator)
+
+
 def _at_most(name, label, value, threshold, critical_above=None, *, needs_sample=True) -> Gate:
     critical = critical_above is not None and value > critical_above
     return Gate(
@@ -322,17 +353,31 @@ def _at_most(name, label, value, threshold, critical_above=None, *, needs_sample
 
 def _critical_text(gate: Gate) -> str:
     side = "below" if gate.operator == ">=" else "above"
-    return f"{gate.label.lower()} {_show(gate.name, gate.value)} is {side} {_show(gate.name, gate.critical_threshold)}"
+    value, threshold = _show_apart(gate.name, gate.value, gate.critical_threshold)
+    text = f"{gate.label.lower()} {value} is {side} {threshold}"
+    if gate.upper_bound is not None:
+        text += f" (at most {_show(gate.name, gate.upper_bound)} with 95% confidence)"
+    return text
 
 
-def _show(name: str, value: float | None) -> str:
+def _show_apart(name: str, value: float | None, threshold: float | None) -> tuple[str, str]:
+    """Both shown with as many decimals as it takes for different numbers not to read the same:
+    a failing 98.96% must not appear as "99.0% (goal >= 99.0%)"."""
+    for digits in range(1, 4):
+        shown = _show(name, value, digits), _show(name, threshold, digits)
+        if shown[0] != shown[1] or value == threshold:
+            return shown
+    return shown
+
+
+def _show(name: str, value: float | None, digits: int = 1) -> str:
     if value is None:
         return "n/a"
     if name.endswith("_ms"):
-        return f"{value:.0f} ms"
+        return f"{value:.{digits - 1}f} ms"
     if name in ("sev1_incidents", "dropped_events"):
         return f"{value:g}"
-    return f"{value * 100:.1f}%"
+    return f"{value * 100:.{digits}f}%"
 
 
 def _round(value: float | int | None) -> float | int | None:

@@ -30,9 +30,10 @@ boot success ≥ 0.995, critical < 0.97; median latency ≤ 500 ms; a 5-minute w
     Boot failures are what turn "clearly bad" into "critical": crash-free alone only becomes
     critical above R ≈ 0.045, and 000 §11.2 expects 0.03 to roll back. The quadratic keeps
     R = 0.01 well inside the PAUSE band (0.985 is 0.015 from either boundary) and reproduces the
-    "10 % of devices fail to boot" that 000 §8.3 gives for R = 0.025. Even when the window still
-    holds five minutes of healthy checks, R = 0.03 crosses the boot critical line once about 22 %
-    of the window is injected: about 70 s after `inject`, plus the autopilot's period.
+    "10 % of devices fail to boot" that 000 §8.3 gives for R = 0.025. The gates call boot success
+    critical only when they are sure of it (the 95 % interval of the window's checks lies below
+    97 %): even with five minutes of healthy checks in the window, R = 0.03 gets there once about
+    a quarter of the window is injected, about 80 s after `inject`, plus the autopilot's period.
 
 Failure patterns (000 §9.5), as the crash rate and latency over time since injection:
     immediate   the rate at once (default).

@@ -76,6 +76,7 @@ def summarize(
         median_latency_ms=totals["latency"],
         window_minutes=window_minutes,
         expected_devices=expected_devices,
+        checks=totals["checks"],
         availability=totals["availability"],
         event_lag_ms=totals["lag"],
         dropped_events=totals["dropped"],

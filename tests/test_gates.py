@@ -2,7 +2,7 @@
 
 import pytest
 
-from rollouts.gates import Action, GateConfig, RingHealth, Signals, evaluate
+from rollouts.gates import Action, GateConfig, RingHealth, Signals, evaluate, wilson_upper_bound
 
 CONFIG = GateConfig(min_sample=10)
 
@@ -134,3 +134,39 @@ def test_it_refuses_bad_gate_settings_with_a_clear_message(data, message):
 def test_it_round_trips_its_settings():
     config = GateConfig.from_dict({"min_sample": 25, "availability_min": 0.99})
     assert GateConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("boot", "checks", "expected"),
+    [
+        pytest.param(58 / 60, 60, Action.PAUSE, id="2 failed boots in 60: below the line, not surely"),
+        pytest.param(193 / 200, 200, Action.PAUSE, id="96.5% of 200: could still be 97%"),
+        pytest.param(52 / 60, 60, Action.ROLLBACK, id="8 failed boots in 60"),
+        pytest.param(880 / 1000, 1000, Action.ROLLBACK, id="88% of 1000"),
+        pytest.param(0.96, None, Action.ROLLBACK, id="number of checks unknown: the rate as it stands"),
+    ],
+)
+def test_it_rolls_back_on_boot_success_only_when_sure_it_is_below_the_critical_line(boot, checks, expected):
+    assert evaluate(health(boot=boot, checks=checks), CONFIG).action == expected
+
+
+def test_it_says_how_sure_it_is_when_boot_success_is_critical():
+    decision = evaluate(health(boot=52 / 60, checks=60), CONFIG)
+
+    assert "boot success rate 86.7% is below 97.0% (at most 93.1% with 95% confidence)" in decision.reason
+    assert decision.evaluation["gates"]["boot_success_rate"]["upper_bound"] == 0.9309
+    assert decision.evaluation["health"]["checks"] == 60
+
+
+def test_it_shows_a_failing_value_with_the_decimals_that_tell_it_from_the_threshold():
+    decision = evaluate(health(crash_free=0.9896), CONFIG)
+
+    assert decision.action == Action.PAUSE
+    assert "Crash-free rate 98.96% (goal >= 99.00%)" in decision.reason
+
+
+def test_wilson_bound_stays_within_a_share_and_narrows_with_more_checks():
+    assert wilson_upper_bound(1.0, 5) == 1.0
+    assert (
+        0.9 < wilson_upper_bound(0.9, 1000) < wilson_upper_bound(0.9, 100) < wilson_upper_bound(0.9, 10) < 1
+    )

@@ -9,7 +9,6 @@ from django.core.management import call_command
 
 from rollouts.models import DeviceDeployment, Rollout
 from saferoll.models import AuditEvent
-from simulator import health
 from simulator.scenarios import (
     DISASTER,
     FAST,
@@ -24,16 +23,6 @@ from simulator.scenarios import (
 from telemetry.models import HealthCheck
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def healthy_devices_boot(monkeypatch):
-    """Healthy simulated devices fail one boot in a thousand (simulator/health.py), and the gates
-    call a ring critical when boot success is under 97 % whatever the sample: one failed boot among
-    a ring's first 33 checks rolls a healthy release back. The fast timings judge rings on a
-    handful of checks, so about one run in thirty would end that way. These tests are about the
-    scenarios' flows, so here healthy devices always boot; injected failures keep their rates."""
-    monkeypatch.setattr(health, "HEALTHY_BOOT_FAILURE", 0.0)
 
 
 def play(scenario: str, base_url: str, token: str, *, seed: int = 42) -> ScenarioResult:
