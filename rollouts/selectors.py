@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from rollouts.choices import DeploymentState, IncidentSeverity, IncidentStatus
@@ -13,15 +13,20 @@ from telemetry.selectors import summarize, window_start
 
 
 def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
-    """Health of the devices a rollout targeted in `ring`, from checks that report its version.
+    """Health of the devices a rollout targeted in `ring`, from the checks of its version that each
+    device sent after it activated the release in this rollout: an earlier rollout of the same
+    version (rolled back, then tried again) says nothing about this one.
 
     Devices that activated the release are expected to report; those that activated within the
     grace period have not had the time to, so they are not counted as silent yet."""
     now = now or timezone.now()
     config = GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
+    activated_before_check = deployments.filter(
+        device_id=OuterRef("device_id"), activated_at__lte=OuterRef("received_at")
+    )
     checks = HealthCheck.objects.filter(
-        device_id__in=deployments.values("device_id"),
+        Exists(activated_before_check),
         version=rollout.release.version,
         received_at__gte=window_start(config.window_minutes, now),
     )
