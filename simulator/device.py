@@ -728,9 +728,10 @@ class SimDevice:
 
     def _report_refused(self, rollout_id: str, state: str, exc: Refused, now: float) -> None:
         """409 (the step is not allowed now) or 404 (no such deployment): the server's view wins.
-        Drop what was queued for that rollout, forget unfinished work on it and re-read the desired
-        state soon."""
-        self.outbox = deque(item for item in self.outbox if item[0] != rollout_id)
+        Drop the refused report, forget unfinished work on that rollout and re-read the desired
+        state soon. Later reports stay queued: an `activated` refused because the rollout was
+        rolled back meanwhile must not take the device's `rolled_back` with it."""
+        self.outbox.popleft()
         deployment = self.deployment
         if deployment is not None and deployment.rollout_id == rollout_id and deployment.phase in IN_FLIGHT:
             self.deployment = None

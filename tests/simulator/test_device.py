@@ -164,6 +164,24 @@ def test_it_rereads_the_desired_state_soon_after_a_conflict():
     assert device.version == "v2.0" and device.deployment is None
 
 
+def test_it_still_confirms_a_rollback_queued_behind_a_refused_report():
+    server = server_with_release()
+    device = make_device(server)
+    server.desired["tv-0001"] = install("r1", release("v2.1", ARTIFACT), activate=False)
+    run(advance(device, T0 + 20))
+    # A report that did not get through before the rollout was rolled back, then the rollback.
+    device.outbox.append(("r1", {"state": "activated"}))
+    rollback = {"action": "rollback", "rollout_id": "r1", "release": None, "version": "v2.0"}
+    server.desired["tv-0001"] = rollback
+    device.follow(rollback, T0 + 20)
+    server.conflict_states = {"activated"}
+
+    run(advance(device, T0 + 30))
+
+    assert server.states("tv-0001", "r1") == ["downloading", "verified", "rolled_back"]
+    assert not device.outbox
+
+
 def test_it_abandons_unfinished_work_when_told_there_is_nothing_to_do():
     server = server_with_release()
     device = make_device(server)
