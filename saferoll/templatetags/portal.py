@@ -109,6 +109,25 @@ def gate_value(value: Any, name: str) -> str:
 
 
 @register.filter
+def gate_current(gate: dict[str, Any], name: str) -> str:
+    """A gate's current value with the decimals it takes not to read as its goal: a failing
+    98.96 % is shown as such, not as "99.0 %" beside "Goal ≥ 99.0 %"."""
+    value, threshold = gate.get("value"), gate.get("threshold")
+    if name in RATE_GATES and value is not None and threshold is not None and value != threshold:
+        for digits in (1, 2, 3):
+            if pct(value, digits) != pct(threshold, digits):
+                return pct(value, digits)
+    return gate_value(value, name)
+
+
+@register.filter
+def below_critical_unsure(gate: dict[str, Any]) -> bool:
+    """Below its critical line, but on too few checks to be sure (rollouts.gates: upper_bound)."""
+    bound, line = gate.get("upper_bound"), gate.get("critical_threshold")
+    return bound is not None and line is not None and not gate.get("critical") and gate["value"] < line
+
+
+@register.filter
 def gate_label(name: str) -> str:
     return GATE_LABELS.get(name, name.replace("_", " ").capitalize())
 

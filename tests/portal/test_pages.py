@@ -171,6 +171,34 @@ def test_it_shows_the_gates_decision_metric_cards_timeline_and_blast_radius(page
     assert 'data-ring="ring_5" data-ring-state="upcoming"' in html
 
 
+def test_it_shows_a_failing_gate_apart_from_its_goal_and_an_unsure_critical_reading(
+    page_client, rollout_factory
+):
+    rollout = rollout_factory("pilot", healthy=False)
+    deployments = rollout.deployments.select_related("device")
+    deployments.update(state="activated", activated_at=timezone.now() - dt.timedelta(minutes=2))
+    for deployment in deployments:
+        for check in range(10):
+            HealthCheckFactory(
+                device=deployment.device,
+                version=rollout.release.version,
+                crash_free=0.9896,
+                boot_ok=not (check == 0 and deployment == deployments[0]),
+            )
+
+    html = (
+        page_client(roles.VIEWER)
+        .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
+        .content.decode()
+    )
+
+    assert 'data-decision="PAUSE"' in html
+    assert "Current <strong>98.96%</strong> · Goal ≥ 99.0%" in html
+    # 29 of 30 boots: under the 97% line, but it may well be above it.
+    assert "Current <strong>96.7%</strong>" in html
+    assert "on too few checks to be sure: the true rate may be as high as 99.4%" in html
+
+
 def test_it_disables_promote_and_says_why_when_the_gates_do_not_allow_it(page_client, rollout_factory):
     rollout = rollout_factory("pilot", healthy=False)
     html = (
