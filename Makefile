@@ -21,10 +21,10 @@ $(VENV)/.installed: requirements.lock
 	touch $@
 
 # The portal and autopilot (manage.py serve, logging to .saferoll/serve.log) and 1,000 simulated
-# devices with the simulator's prompt; Ctrl-C or `quit` stops everything.
+# devices with the simulator's prompt; Ctrl-C or `quit` stops everything. `demo` seeds the demo
+# world itself and prints the logins once, with their new passwords.
 demo: install
-	$(PY) manage.py migrate --no-input
-	$(PY) manage.py seed_demo --reset-passwords
+	$(PY) manage.py migrate --no-input --verbosity 0
 	$(PY) manage.py demo
 
 lint: install

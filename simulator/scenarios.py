@@ -956,7 +956,7 @@ def _fleet_summary_text(summary: Mapping[str, Any]) -> str:
     answers = summary.get("answer_ms") or {}
     failures = summary.get("failures") or {}
     text = (
-        f"Stopped after {summary.get('uptime_s', 0):.0f} s: {summary.get('checks_delivered', 0)} health "
+        f"Fleet up {summary.get('uptime_s', 0):.0f} s: {summary.get('checks_delivered', 0)} health "
         f"checks stored, {summary.get('checks_rejected', 0)} rejected, {summary.get('checks_dropped', 0)} "
         f"dropped; SafeRoll answered in {answers.get('p50', 0)} ms (p50), {answers.get('p95', 0)} ms (p95)."
     )
