@@ -22,8 +22,17 @@ from saferoll.api.errors import Conflict
 DIAGNOSTICS_MAX_BYTES = 64 * 1024
 ERROR_MAX_CHARS = 2000
 
-# Rollouts whose deployments still tell devices what to do.
-_STEERING_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.PAUSED, RolloutStatus.ROLLED_BACK)
+# Rollouts whose deployments still tell devices what to do. A completed rollout's last ring passed
+# its gates: the devices of it that have not installed yet (off, slow, or behind the server's
+# queue when the bake ended) still get the release when they next ask.
+_STEERING_STATUSES = (
+    RolloutStatus.ACTIVE,
+    RolloutStatus.PAUSED,
+    RolloutStatus.COMPLETED,
+    RolloutStatus.ROLLED_BACK,
+)
+# Rollouts that let a device install and activate now.
+_INSTALLING_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.COMPLETED)
 _INSTALL_STATES = (DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED)
 _STEP_TIMESTAMP = {
     DeploymentState.DOWNLOADING: "downloading_at",
@@ -106,7 +115,7 @@ def device_desired_state(*, device: Device, now: dt.datetime | None = None) -> D
         )
     if deployment.state not in _INSTALL_STATES:
         return nothing
-    if rollout.status == RolloutStatus.ACTIVE:
+    if rollout.status in _INSTALLING_STATUSES:
         return DesiredState(
             action=DesiredAction.INSTALL,
             version=release.version,

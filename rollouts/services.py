@@ -546,6 +546,13 @@ def _deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     incompatible = [device for device in devices if supported and device.variant_id not in supported]
     compatible = [device for device in devices if not supported or device.variant_id in supported]
     targets = [device for device in compatible if device.pk not in busy]
+    # A completed rollout still brings its release to the devices it had not reached; this newer
+    # rollout supersedes that, so the older release does not arrive after it.
+    DeviceDeployment.objects.filter(
+        device_id__in=[device.pk for device in targets],
+        state__in=(DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED),
+        rollout__status=RolloutStatus.COMPLETED,
+    ).update(state=DeploymentState.CANCELLED, state_changed_at=timezone.now())
     DeviceDeployment.objects.bulk_create(
         [
             DeviceDeployment(

@@ -158,13 +158,24 @@ def test_it_rolls_back_to_the_version_the_device_ran_when_there_is_no_previous_r
     }
 
 
-@pytest.mark.parametrize("status", [RolloutStatus.CREATED, RolloutStatus.COMPLETED])
-def test_it_ignores_deployments_of_rollouts_that_do_not_steer_devices(device, device_client, rollout, status):
-    rollout.status = status
+def test_it_ignores_deployments_of_a_rollout_not_started(device, device_client, rollout):
+    rollout.status = RolloutStatus.CREATED
     rollout.save()
     DeviceDeploymentFactory(device=device, rollout=rollout)
 
     assert desired(device_client, device)["action"] == "none"
+
+
+@pytest.mark.parametrize("state", [DeploymentState.PENDING, DeploymentState.VERIFIED])
+def test_it_still_brings_a_device_a_completed_rollout_had_not_reached(device, device_client, rollout, state):
+    """The last ring passed its gates while this device was off or still in the queue."""
+    rollout.status = RolloutStatus.COMPLETED
+    rollout.save()
+    DeviceDeploymentFactory(device=device, rollout=rollout, state=state)
+
+    body = desired(device_client, device)
+
+    assert (body["action"], body["release"]["version"], body["activate"]) == ("install", "v2.1", True)
 
 
 def test_it_ignores_finished_deployment_states(device, device_client, rollout):

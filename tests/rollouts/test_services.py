@@ -166,6 +166,22 @@ def test_it_does_not_count_devices_of_a_finished_rollout_as_busy(plan, release, 
     assert DeviceDeployment.objects.filter(rollout=rollout).count() == 20
 
 
+def test_it_takes_over_devices_a_completed_rollout_had_not_reached(plan, release, manager, fleet):
+    older = services.rollout_create(release=ReleaseFactory(version="v2.05"), plan=plan, actor=manager)
+    services.rollout_start(rollout=older, actor=manager)
+    Rollout.objects.filter(pk=older.pk).update(status=RolloutStatus.COMPLETED)
+    behind, arrived = fleet["pilot"][:3], fleet["pilot"][3:]
+    DeviceDeployment.objects.filter(rollout=older, device__in=arrived).update(state=DeploymentState.ACTIVATED)
+    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+
+    services.rollout_start(rollout=rollout, actor=manager)
+
+    assert DeviceDeployment.objects.filter(rollout=rollout).count() == 20
+    states = dict(DeviceDeployment.objects.filter(rollout=older).values_list("device_id", "state"))
+    assert {states[device.pk] for device in behind} == {DeploymentState.CANCELLED}
+    assert {states[device.pk] for device in arrived} == {DeploymentState.ACTIVATED}
+
+
 def test_it_deploys_a_cohort_stage_to_the_cohorts_members(release, manager, fleet):
     canaries = CohortFactory(name="canaries")
     members = [fleet["ring_100"][0], fleet["ring_25"][0], fleet["pilot"][0]]
