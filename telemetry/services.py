@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from devices.choices import DeviceStatus
 from devices.models import Device
+from telemetry import metrics
 from telemetry.models import HealthCheck
 
 # Columns a check is written with, in COPY order (everything but the id).
@@ -59,18 +60,19 @@ class BatchResult:
     duplicates: int
 
 
-def health_ingest(*, device: Device, report: HealthReport, now: dt.datetime | None = None) -> None:
+def health_ingest(*, device: Device, report: HealthReport, now: dt.datetime | None = None) -> bool:
     """Store one check with exactly one INSERT and refresh what the server knows of the device.
+    Returns whether the check was new (False: a retry of a stored check, acknowledged all the same).
 
     `device` is used as loaded (by the device's authentication or the gateway's lookup): whether
     its heartbeat, status or version need a write is decided from it, so the common case (a
     recent heartbeat, same version, online) costs no query beyond the insert."""
     now = now or timezone.now()
     with transaction.atomic():
-        # ignore_conflicts: a retry of a stored check is skipped by the unique constraint
-        # instead of failing, and is acknowledged like the first attempt.
-        HealthCheck.objects.bulk_create([_as_model(_row(device, report, now))], ignore_conflicts=True)
+        stored = _insert_one(_row(device, report, now))
         _refresh_devices([(device, report)], now=now)
+    metrics.record_ingested(accepted=int(stored), duplicates=int(not stored))
+    return stored
 
 
 def health_ingest_batch(
@@ -87,7 +89,9 @@ def health_ingest_batch(
         accepted = _copy_insert(rows) if connection.vendor == "postgresql" else _bulk_insert(rows)
         # Last, so the device row locks are held for as short a time as possible.
         _refresh_devices(checks, now=now)
-    return BatchResult(accepted=accepted, duplicates=len(rows) - accepted)
+    result = BatchResult(accepted=accepted, duplicates=len(rows) - accepted)
+    metrics.record_ingested(accepted=result.accepted, duplicates=result.duplicates)
+    return result
 
 
 def _row(device: Device, report: HealthReport, now: dt.datetime) -> tuple:
@@ -116,6 +120,23 @@ def _fields() -> list:
 
 def _as_model(row: tuple) -> HealthCheck:
     return HealthCheck(**{field.attname: value for field, value in zip(_fields(), row, strict=True)})
+
+
+def _insert_one(row: tuple) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite alike): a retry of a stored check
+    is skipped by the unique constraint instead of failing, and the row count says which it was."""
+    fields = _fields()
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    values = [field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(HealthCheck._meta.db_table)} ({columns}) VALUES ({placeholders}) "
+            "ON CONFLICT DO NOTHING",
+            values,
+        )
+        return cursor.rowcount == 1
 
 
 def _copy_insert(rows: list[tuple]) -> int:

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from devices.authentication import DeviceAuthentication
 from saferoll.api.errors import error_response
-from telemetry import selectors
+from telemetry import metrics, selectors
 from telemetry.api.serializers import (
     HealthBatchErrorSerializer,
     HealthBatchInputSerializer,
@@ -97,6 +97,17 @@ class HealthCheckView(IngestView):
         },
     )
     def post(self, request):
+        try:
+            device, report = self._accepted_check(request)
+        # A body that is not JSON or too large is refused before any check is read: not counted.
+        except (exceptions.ValidationError, exceptions.PermissionDenied):
+            metrics.record_rejected(1)
+            raise
+        health_ingest(device=device, report=report)
+        return Response({"status": "ok"})
+
+    def _accepted_check(self, request):
+        """The reporting device and its check, or the 400 or 403 that refuses them."""
         serializer = HealthCheckInputSerializer(data=_request_body(request))
         serializer.is_valid(raise_exception=True)
         device_id = serializer.validated_data["device_id"]
@@ -107,8 +118,7 @@ class HealthCheckView(IngestView):
             )
         if device_id in reporters.unknown:
             raise exceptions.ValidationError({"device_id": [reporters.refusal(device_id)]})
-        health_ingest(device=reporters.devices[device_id], report=serializer.to_report())
-        return Response({"status": "ok"})
+        return reporters.devices[device_id], serializer.to_report()
 
 
 class HealthBatchView(IngestView):
@@ -157,6 +167,7 @@ class HealthBatchView(IngestView):
             else:
                 checks.append((reporters.devices[device_id], serializer.to_report()))
         rejected.sort(key=lambda entry: entry["index"])
+        metrics.record_rejected(len(rejected))
 
         if not checks:
             return error_response(

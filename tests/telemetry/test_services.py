@@ -111,10 +111,11 @@ def test_it_stores_a_retried_check_once():
     device = DeviceFactory()
     retried = report(timestamp=seconds_ago(30))
 
-    health_ingest(device=device, report=retried, now=NOW)
-    health_ingest(device=device, report=retried, now=NOW + dt.timedelta(seconds=2))
+    first = health_ingest(device=device, report=retried, now=NOW)
+    retry = health_ingest(device=device, report=retried, now=NOW + dt.timedelta(seconds=2))
 
     assert HealthCheck.objects.count() == 1
+    assert (first, retry) == (True, False)
 
 
 def test_it_counts_a_batch_accepted_and_duplicate_checks():
