@@ -12,11 +12,15 @@ import os
 from celery import Celery
 from django.conf import settings
 
+from saferoll import metrics
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saferoll.settings")
 
 app = Celery("saferoll")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Task durations, and the worker's own metrics endpoint when SAFEROLL_WORKER_METRICS_PORT is set.
+metrics.instrument_celery()
 
 app.conf.beat_schedule = {
     # The autopilot: judge every active rollout and act on the decision (000 §9.4: every 10–30 s).

@@ -252,3 +252,16 @@ SAFEROLL_FLEET_UNHEALTHY_SHARE = env_float("SAFEROLL_FLEET_UNHEALTHY_SHARE", 0.2
 SAFEROLL_FLEET_MIN_DEVICES = env_int("SAFEROLL_FLEET_MIN_DEVICES", 20, minimum=1)
 # Raw health checks are kept this long.
 SAFEROLL_HEALTH_RETENTION_HOURS = env_int("SAFEROLL_HEALTH_RETENTION_HOURS", 72, minimum=1)
+
+# --- Metrics (Prometheus) ----------------------------------------------------------------------
+
+# When set, GET /metrics and the worker's metrics port ask for "Authorization: Bearer <token>".
+# When unset they are open: keep them off public networks.
+SAFEROLL_METRICS_TOKEN = env_str("SAFEROLL_METRICS_TOKEN")
+if SAFEROLL_METRICS_TOKEN and len(SAFEROLL_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "SAFEROLL_METRICS_TOKEN must be at least 16 characters long; make one with "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+    )
+# A `celery worker` serves its task metrics on this port (0: not served); web processes cannot see them.
+SAFEROLL_WORKER_METRICS_PORT = env_int("SAFEROLL_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)

@@ -7,6 +7,7 @@ from saferoll import views
 urlpatterns = [
     path("", views.root, name="root"),
     path("health", views.health, name="health"),
+    path("metrics", views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -1,4 +1,5 @@
-"""The two system endpoints of 000 §5.4: the root status and the monitoring health check."""
+"""The system endpoints: the root status and the monitoring health check (000 §5.4), and the
+Prometheus metrics (SPEC §13)."""
 
 import logging
 
@@ -7,8 +8,10 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from saferoll import portal_views, selectors
+from saferoll import fleet_metrics, portal_views, selectors
+from saferoll.metrics import CHALLENGE, UNAUTHORIZED, bearer_token_accepted
 from saferoll.status import autopilot_status
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,16 @@ def health(request: HttpRequest) -> HttpResponse:
     if body["redis"] == "unreachable" or body["autopilot"]["stale"]:
         body["status"] = "degraded"
     return JsonResponse(body)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics: the fleet as the database knows it, and this process's own counters."""
+    if not bearer_token_accepted(request.headers.get("Authorization", "")):
+        response = JsonResponse({"error": UNAUTHORIZED}, status=401)
+        response[CHALLENGE[0]] = CHALLENGE[1]
+        return response
+    return HttpResponse(fleet_metrics.exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 def _redis_status() -> str:
