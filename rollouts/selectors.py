@@ -13,20 +13,22 @@ from telemetry.selectors import summarize, window_start
 
 
 def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
-    """Health of the devices a rollout targeted in `ring`, from the checks of its version that each
-    device sent after it activated the release in this rollout: an earlier rollout of the same
-    version (rolled back, then tried again) says nothing about this one.
+    """Health of the devices a rollout targeted in `ring`, from the checks of its version received
+    after this rollout targeted each device: an earlier rollout of the same version (rolled back,
+    then tried again) says nothing about this one. Not after the device's `activated` report:
+    under load that report can trail the device's checks by a minute, and the checks already
+    say which version the device runs.
 
     Devices that activated the release are expected to report; those that activated within the
     grace period have not had the time to, so they are not counted as silent yet."""
     now = now or timezone.now()
     config = GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
-    activated_before_check = deployments.filter(
-        device_id=OuterRef("device_id"), activated_at__lte=OuterRef("received_at")
+    targeted_before_check = deployments.filter(
+        device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
     )
     checks = HealthCheck.objects.filter(
-        Exists(activated_before_check),
+        Exists(targeted_before_check),
         version=rollout.release.version,
         received_at__gte=window_start(config.window_minutes, now),
     )

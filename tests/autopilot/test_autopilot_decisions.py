@@ -148,15 +148,16 @@ def test_it_completes_the_last_ring_by_itself_after_its_bake_time(make_rollout):
         current_ring=last, stage_started_at=timezone.now() - dt.timedelta(minutes=10)
     )
     devices = [DeviceFactory(ring=last, app_version=rollout.release.version) for _ in range(12)]
-    now = timezone.now()
     for device in devices:
         DeviceDeployment.objects.create(
             rollout=rollout,
             device=device,
             ring=last,
             state=DeploymentState.ACTIVATED,
-            activated_at=now - dt.timedelta(minutes=10),
+            activated_at=timezone.now() - dt.timedelta(minutes=10),
         )
+    now = timezone.now()
+    for device in devices:
         HealthCheckFactory(device=device, version=rollout.release.version, crash_free=0.999, received_at=now)
 
     autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)

@@ -1,5 +1,5 @@
-"""What the gates are given for a rollout's ring: only checks sent after this rollout activated
-the release on each device."""
+"""What the gates are given for a rollout's ring: the checks of its version that each targeted
+device sent after this rollout targeted it."""
 
 import datetime as dt
 
@@ -11,9 +11,9 @@ from tests.factories import HealthCheckFactory
 from tests.rollouts.helpers import activate
 
 
-def test_it_ignores_checks_of_the_same_version_from_before_this_rollout_activated_it(started):
+def test_it_ignores_checks_of_the_same_version_from_before_this_rollout_targeted_the_device(started):
     deployments = activate(started, "pilot", ago=dt.timedelta(minutes=2))
-    earlier, now = timezone.now() - dt.timedelta(minutes=3), timezone.now()
+    earlier = started.deployments.earliest("created_at").created_at - dt.timedelta(minutes=1)
     for deployment in deployments:
         # An earlier rollout of v2.1 crashed on this device, then was rolled back.
         HealthCheckFactory(
@@ -24,9 +24,7 @@ def test_it_ignores_checks_of_the_same_version_from_before_this_rollout_activate
             crash_free=0.5,
             received_at=earlier,
         )
-        HealthCheckFactory(
-            device=deployment.device, ring="pilot", version="v2.1", crash_free=0.995, received_at=now
-        )
+        HealthCheckFactory(device=deployment.device, ring="pilot", version="v2.1", crash_free=0.995)
 
     health = rollout_ring_health(started, "pilot")
 
@@ -34,8 +32,13 @@ def test_it_ignores_checks_of_the_same_version_from_before_this_rollout_activate
     assert health.boot_success_rate == 1.0 and health.crash_free_rate == pytest.approx(0.995)
 
 
-def test_it_counts_no_check_of_a_device_that_has_not_activated(started):
+def test_it_counts_a_devices_checks_before_its_activation_report_arrives(started, fleet):
+    # The device runs v2.1 and says so in its checks; its `activated` report is still queued.
     for deployment in started.deployments.filter(ring="pilot").select_related("device"):
-        HealthCheckFactory(device=deployment.device, ring="pilot", version="v2.1")
+        HealthCheckFactory(device=deployment.device, ring="pilot", version="v2.1", received_at=timezone.now())
+    # A device this rollout did not target says nothing about it, whatever it runs.
+    HealthCheckFactory(device=fleet["ring_5"][0], ring="pilot", version="v2.1", boot_ok=False)
 
-    assert rollout_ring_health(started, "pilot").checks is None
+    health = rollout_ring_health(started, "pilot")
+
+    assert health.total_devices == len(fleet["pilot"]) and health.boot_success_rate == 1.0
