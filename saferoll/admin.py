@@ -15,11 +15,16 @@ from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
 from saferoll.audit import audit_record, diff_fields
+from saferoll.forms import AdminSignInForm, locked_out_login
 from saferoll.models import Alert, AuditEvent, FleetState
 
 admin.site.site_header = "SafeRoll administration"
 admin.site.site_title = "SafeRoll admin"
 admin.site.index_title = "Release managers' workbench"
+# The admin's sign-in is limited like the portal's (saferoll.ratelimits): the form refuses a
+# locked-out attempt unchecked, and the view answers it 429.
+admin.site.login_form = AdminSignInForm
+admin.site.login = locked_out_login(admin.site.login)
 
 # Admin saves are audited with these actions; the object type says what was saved.
 ACTION_CREATE = "CREATE"

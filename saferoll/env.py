@@ -1,6 +1,7 @@
 """Typed readers for environment variables that fail loudly on bad values."""
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -76,3 +77,37 @@ def env_ring_shares(name: str, default: dict[str, float]) -> dict[str, float]:
     if abs(sum(shares.values()) - 100) > 1e-6:
         raise ImproperlyConfigured(f"{name} shares must add up to 100, not {sum(shares.values())}.")
     return shares
+
+
+# A rate is COUNT/PERIOD, the period a unit with an optional multiplier: "120/minute", "10/15m".
+_RATE = re.compile(r"^\s*([0-9]+)\s*/\s*([0-9]*)\s*([a-z]+)\s*$")
+_RATE_UNITS = {
+    **dict.fromkeys(("s", "sec", "second", "seconds"), 1),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), 60),
+    **dict.fromkeys(("h", "hour", "hours"), 3600),
+    **dict.fromkeys(("d", "day", "days"), 86400),
+}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """`"10/15m"` → (10, 900): how many in how many seconds. ValueError when it is not a rate."""
+    match = _RATE.match(rate.lower())
+    if not match:
+        raise ValueError(rate)
+    count, multiplier, unit = match.groups()
+    seconds = _RATE_UNITS.get(unit)
+    if seconds is None or int(count) < 1 or (multiplier and int(multiplier) < 1):
+        raise ValueError(rate)
+    return int(count), seconds * int(multiplier or 1)
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate such as `120/minute` or `10/15m` (at least 1 per period)."""
+    raw = os.environ.get(name, default)
+    try:
+        parse_rate(raw)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as '120/minute' or '10/15m' (count/period), not {raw!r}."
+        ) from None
+    return raw.strip()

@@ -34,6 +34,7 @@ from rollouts.selectors import rollout_ring_health
 from rollouts.services import TransitionRefused
 from saferoll.alerts import alert_acknowledge
 from saferoll.api.audit import AuditEventFilter
+from saferoll.forms import SignInForm, locked_out_status
 from saferoll.models import Alert, AuditEvent, FleetState
 
 LOGIN_URL = "portal:login"
@@ -76,9 +77,13 @@ def paginate(request: HttpRequest, queryset, per_page: int = PAGE_SIZE):
 class LoginView(auth_views.LoginView):
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+    authentication_form = SignInForm
 
     def get_default_redirect_url(self):
         return reverse("portal:dashboard")
+
+    def form_invalid(self, form):
+        return locked_out_status(super().form_invalid(form), form)
 
 
 class LogoutView(auth_views.LogoutView):

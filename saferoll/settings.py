@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from saferoll.env import env_bool, env_float, env_int, env_list, env_ring_shares, env_str
+from saferoll.env import env_bool, env_float, env_int, env_list, env_rate, env_ring_shares, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env_str("SAFEROLL_STATE_DIR", str(BASE_DIR / ".saferoll")))
@@ -210,6 +210,47 @@ SAFEROLL_RING_SHARES = env_ring_shares(
 SAFEROLL_HEALTH_BATCH_MAX = env_int("SAFEROLL_HEALTH_BATCH_MAX", 1000, minimum=1)
 # A device's last_heartbeat is refreshed at most this often, to spare one write per check.
 SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS = env_float("SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS", 15, minimum=0)
+
+# --- Rate limits (saferoll.ratelimits, saferoll.api.throttles) ---------------------------------
+
+# Reverse proxies in front of SafeRoll (0: clients connect to it directly). Behind them the client's
+# address is read from X-Forwarded-For (saferoll.ratelimits), which the proxies must set,
+# overwriting whatever the client sent.
+SAFEROLL_TRUSTED_PROXIES = env_int("SAFEROLL_TRUSTED_PROXIES", 0, minimum=0)
+
+# Far above what a fleet sends (a check every 5 s, the desired state every 15-60 s, the demo's
+# 8 site gateways each posting a batch every 5 s with one account, 1,000 devices enrolling at
+# once from one address): they stop a runaway or hostile client, not a busy one.
+SAFEROLL_THROTTLE_RATES = {
+    # POST /api/health, per device (or per account reporting for devices).
+    "health": env_rate("SAFEROLL_THROTTLE_HEALTH", "120/minute"),
+    # POST /api/health/batch, per device or per account: the gateways of one account share it.
+    "health_batch": env_rate("SAFEROLL_THROTTLE_HEALTH_BATCH", "1200/minute"),
+    # GET /api/device/desired-state, per device.
+    "desired_state": env_rate("SAFEROLL_THROTTLE_DESIRED_STATE", "60/minute"),
+    # POST /api/devices/enroll, per client address: a site's devices may all come from one NAT.
+    "enroll": env_rate("SAFEROLL_THROTTLE_ENROLL", "1200/minute"),
+    # Failed sign-ins to the portal and the admin, per client address and per username.
+    "sign_in": env_rate("SAFEROLL_THROTTLE_SIGN_IN", "10/15m"),
+}
+# The counts are shared by every web process through Redis; in the embedded default there is one
+# process, and its memory is enough. Nothing else in SafeRoll uses the cache. Short socket timeouts:
+# when Redis is away, limits are skipped (saferoll.ratelimits) instead of holding requests up.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "saferoll",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "saferoll"}}
+# django_ratelimit is used as a library and not installed as an app: its system check calls the
+# embedded default's in-memory cache broken for not being shared between processes (there is one)
+# and Django's own RedisCache "not officially supported" (it increments atomically, which is what
+# the library needs).
 
 # --- Live updates (Channels) -------------------------------------------------------------------
 

@@ -1,10 +1,39 @@
 import os
 
 import pytest
+from django.core.cache import cache
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from saferoll import roles
 from tests.factories import UserFactory
+
+# Rate limits count in the default cache. Tests keep theirs in memory: clearing a Redis cache would
+# empty the Redis database that other test processes' channel layers use.
+TEST_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+SUITE_SETTINGS = override_settings(CACHES=TEST_CACHES)
+
+
+def pytest_configure(config):
+    SUITE_SETTINGS.enable()
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with no rate-limit counts, whatever the tests before it sent."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def rate_limits(settings):
+    """`rate_limits(health="2/minute")`: those rates for this test, the others as configured."""
+
+    def change(**rates: str) -> None:
+        settings.SAFEROLL_THROTTLE_RATES = {**settings.SAFEROLL_THROTTLE_RATES, **rates}
+
+    return change
 
 
 @pytest.fixture(scope="session", autouse=True)

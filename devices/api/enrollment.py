@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from devices import services
 from devices.api.devices import StrictSerializer, service_errors
+from saferoll.api.throttles import THROTTLED_RESPONSE, EnrollmentThrottle
 
 
 class EnrollmentSerializer(StrictSerializer):
@@ -36,6 +37,7 @@ class EnrollView(APIView):
     # Anonymous by design: this is how a device gets its credential. The fleet key is the check.
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
+    throttle_classes = [EnrollmentThrottle]
 
     @extend_schema(
         summary="Enroll a device with the fleet key",
@@ -48,6 +50,7 @@ class EnrollView(APIView):
             201: EnrolledSerializer,
             400: OpenApiResponse(description="Invalid input."),
             403: OpenApiResponse(description="Wrong enrollment key, or a revoked device."),
+            429: THROTTLED_RESPONSE,
         },
         auth=[],
     )

@@ -21,6 +21,7 @@ from devices.services import device_touch_heartbeat
 from rollouts import deployments
 from rollouts.choices import DEPLOYMENT_STEPS
 from rollouts.models import Release
+from saferoll.api.throttles import THROTTLED_RESPONSE, DesiredStateThrottle
 
 
 class DeviceAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -125,9 +126,11 @@ class DeviceView(APIView):
 
 
 class DesiredStateView(DeviceView):
+    throttle_classes = [DesiredStateThrottle]
+
     @extend_schema(
         summary="What this device should run now",
-        responses={200: DesiredStateSerializer},
+        responses={200: DesiredStateSerializer, 429: THROTTLED_RESPONSE},
         auth=[{"deviceAuth": []}],
     )
     def get(self, request):

@@ -46,9 +46,21 @@ def _error_body(exc, data) -> dict:
         return {"error": "Invalid input.", "fields": data}
     if isinstance(exc, exceptions.ParseError):
         return {"error": f"Malformed request body: {exc.detail}"}
+    if isinstance(exc, exceptions.Throttled):
+        return _throttled_body(exc.wait)
     if isinstance(data, dict) and "detail" in data:
         return {"error": str(data["detail"])}
     return {"error": str(data)}
+
+
+def _throttled_body(wait: int | None) -> dict:
+    if wait is None:
+        return {"error": "Too many requests from this client; try again later."}
+    unit = "second" if wait == 1 else "seconds"
+    return {
+        "error": f"Too many requests from this client; wait {wait} {unit}, then try again.",
+        "retry_after": wait,
+    }
 
 
 def error_response(message: str, code: int = status.HTTP_400_BAD_REQUEST, **extra) -> Response:

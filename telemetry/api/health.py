@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from devices.authentication import DeviceAuthentication
 from saferoll.api.errors import error_response
+from saferoll.api.throttles import THROTTLED_RESPONSE, HealthBatchThrottle, HealthThrottle
 from telemetry import metrics, selectors
 from telemetry.api.serializers import (
     HealthBatchErrorSerializer,
@@ -80,6 +81,8 @@ class IngestView(APIView):
 
 
 class HealthCheckView(IngestView):
+    throttle_classes = [HealthThrottle]
+
     @extend_schema(
         operation_id="health_report",
         summary="Report one health check",
@@ -94,6 +97,7 @@ class HealthCheckView(IngestView):
             200: HealthStatusSerializer,
             400: OpenApiResponse(HealthErrorSerializer, description="Invalid input, field by field."),
             **ERRORS,
+            429: THROTTLED_RESPONSE,
         },
     )
     def post(self, request):
@@ -122,6 +126,8 @@ class HealthCheckView(IngestView):
 
 
 class HealthBatchView(IngestView):
+    throttle_classes = [HealthBatchThrottle]
+
     @extend_schema(
         operation_id="health_report_batch",
         summary="Report many health checks",
@@ -141,6 +147,7 @@ class HealthBatchView(IngestView):
             ),
             413: OpenApiResponse(HealthErrorSerializer, description="More checks than a batch may hold."),
             **ERRORS,
+            429: THROTTLED_RESPONSE,
         },
     )
     def post(self, request):
