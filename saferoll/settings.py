@@ -214,8 +214,8 @@ SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS = env_float("SAFEROLL_HEARTBEAT_RESOLUTION
 # --- Rate limits (saferoll.ratelimits, saferoll.api.throttles) ---------------------------------
 
 # Reverse proxies in front of SafeRoll (0: clients connect to it directly). Behind them the client's
-# address is read from X-Forwarded-For (saferoll.ratelimits), which the proxies must set,
-# overwriting whatever the client sent.
+# address is read from X-Forwarded-For (saferoll.ratelimits) and HTTPS from X-Forwarded-Proto, which
+# the proxies must set, overwriting whatever the client sent.
 SAFEROLL_TRUSTED_PROXIES = env_int("SAFEROLL_TRUSTED_PROXIES", 0, minimum=0)
 
 # Far above what a fleet sends (a check every 5 s, the desired state every 15-60 s, the demo's
@@ -251,6 +251,32 @@ else:
 # embedded default's in-memory cache broken for not being shared between processes (there is one)
 # and Django's own RedisCache "not officially supported" (it increments atomically, which is what
 # the library needs).
+
+# --- HTTPS and security headers ----------------------------------------------------------------
+
+# Production is served over HTTPS. The embedded default runs on plain http://127.0.0.1, where a
+# Secure cookie would never be sent back and nobody could sign in.
+SAFEROLL_HTTPS = env_bool("SAFEROLL_HTTPS", default=not EMBEDDED)
+if SAFEROLL_TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = SAFEROLL_HTTPS
+# Load balancers probe /health, and Prometheus scrapes /metrics, over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SESSION_COOKIE_SECURE = SAFEROLL_HTTPS
+CSRF_COOKIE_SECURE = SAFEROLL_HTTPS
+SECURE_HSTS_SECONDS = env_int("SAFEROLL_HSTS_SECONDS", 365 * 24 * 3600 if SAFEROLL_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("SAFEROLL_HSTS_PRELOAD", default=False)
+if SECURE_HSTS_SECONDS and not SECURE_HSTS_PRELOAD:
+    # security.W021 asks for "preload": consent to browsers hard-coding HTTPS for the whole
+    # registered domain. That is the domain owner's decision (SAFEROLL_HSTS_PRELOAD), not SafeRoll's.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# No SafeRoll page is meant to be framed or to share its window with another site's. These are
+# Django's defaults, said here so that they stay what check --deploy expects.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # --- Live updates (Channels) -------------------------------------------------------------------
 

@@ -11,7 +11,18 @@ from tests.factories import UserFactory
 # Rate limits count in the default cache. Tests keep theirs in memory: clearing a Redis cache would
 # empty the Redis database that other test processes' channel layers use.
 TEST_CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
-SUITE_SETTINGS = override_settings(CACHES=TEST_CACHES)
+# The suite speaks plain HTTP, as the embedded default does: the test client, and the live servers
+# that the browser and the simulator talk to. Its environment is production's (DATABASE_URL), where
+# HTTPS is on by default, so it is switched off here, before any test module builds a WSGI or ASGI
+# handler (middleware reads these settings once). tests/system/test_security.py switches it on.
+SUITE_SETTINGS = override_settings(
+    CACHES=TEST_CACHES,
+    SAFEROLL_HTTPS=False,
+    SECURE_SSL_REDIRECT=False,
+    SESSION_COOKIE_SECURE=False,
+    CSRF_COOKIE_SECURE=False,
+    SECURE_HSTS_SECONDS=0,
+)
 
 
 def pytest_configure(config):
