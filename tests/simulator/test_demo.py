@@ -91,6 +91,7 @@ def test_it_adds_the_celery_worker_with_beat_when_redis_is_configured(tmp_path):
 
 def test_it_starts_each_child_in_its_own_session_with_this_environment_and_its_log(tmp_path, monkeypatch):
     monkeypatch.setenv("SAFEROLL_DEMO_MARKER", "seen")
+    monkeypatch.delenv("SAFEROLL_HTTPS", raising=False)
     events = []
     supervisor = fake_supervisor(events)
     spec = ChildSpec("serve", ["/py", "manage.py", "serve"], tmp_path / "logs" / "serve.log")
@@ -99,6 +100,8 @@ def test_it_starts_each_child_in_its_own_session_with_this_environment_and_its_l
 
     assert process.kwargs["start_new_session"] is True
     assert process.kwargs["env"]["SAFEROLL_DEMO_MARKER"] == "seen"
+    # The demo is served on plain http://127.0.0.1, also with DATABASE_URL set.
+    assert process.kwargs["env"]["SAFEROLL_HTTPS"] == "false"
     assert process.kwargs["stdin"] is subprocess.DEVNULL
     assert process.kwargs["stderr"] is subprocess.STDOUT
     assert Path(process.kwargs["stdout"].name) == spec.log and spec.log.exists()
@@ -128,6 +131,11 @@ def test_it_stops_the_children_in_order_and_kills_one_that_ignores_sigterm(tmp_p
     # Stopping again touches nothing: every child has exited.
     supervisor.stop()
     assert events[-1] == "wait celery"
+
+
+def test_it_leaves_https_to_a_person_who_asked_for_it(monkeypatch):
+    monkeypatch.setenv("SAFEROLL_HTTPS", "true")
+    assert demo.child_environment()["SAFEROLL_HTTPS"] == "true"
 
 
 def test_it_knows_when_a_port_is_taken():

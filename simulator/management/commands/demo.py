@@ -116,6 +116,13 @@ def child_plan(
     return children
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment for the children, served on plain http://127.0.0.1: with
+    DATABASE_URL set SafeRoll expects HTTPS (redirects, Secure cookies) unless told otherwise,
+    and neither the simulator nor a browser could then talk to the demo."""
+    return {"SAFEROLL_HTTPS": "false", **os.environ}
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the demo process dies, however it dies (Linux)."""
     with contextlib.suppress(Exception):
@@ -147,7 +154,7 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
-                env=os.environ.copy(),
+                env=child_environment(),
                 # Its own session: the terminal's Ctrl-C reaches the demo only, which stops the
                 # simulator before the server.
                 start_new_session=True,
