@@ -1,6 +1,8 @@
 import os
+import uuid
 
 import pytest
+import redis
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -49,14 +51,21 @@ def rate_limits(settings):
 
 @pytest.fixture(scope="session", autouse=True)
 def own_redis_database(worker_id):
-    """Each parallel test process uses a Redis database of its own, so no process ever takes
-    another's Celery tasks. Set before anything connects to the broker."""
+    """Each test process keeps its Celery queues under a key prefix of its own in REDIS_URL's
+    database, so that no process ever takes another's tasks: not a parallel worker of this run,
+    nor one of a second run on the same machine. Set before anything connects to the broker."""
     from saferoll.celery import app
 
-    if os.environ.get("REDIS_URL"):
-        index = 0 if worker_id == "master" else int(worker_id.removeprefix("gw"))
-        app.conf.broker_url = f"{os.environ['REDIS_URL'].rsplit('/', 1)[0]}/{1 + index}"
-    return app.conf.broker_url
+    if not os.environ.get("REDIS_URL"):
+        yield app.conf.broker_url
+        return
+    prefix = f"saferoll-test-{uuid.uuid4().hex[:12]}-{worker_id}:"
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "global_keyprefix": prefix}
+    yield app.conf.broker_url
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    stale = list(client.scan_iter(match=f"{prefix}*"))
+    if stale:
+        client.delete(*stale)
 
 
 @pytest.fixture(autouse=True)

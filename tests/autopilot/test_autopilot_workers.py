@@ -33,7 +33,7 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1):
 
 @pytest.fixture
 def redis_autopilot(tmp_path, own_redis_database):
-    """A real worker and beat on Redis (this test process's own database, see tests/conftest.py),
+    """A real worker and beat on Redis (this test process's own queues, see tests/conftest.py),
     with the autopilot's round every PERIOD_SECONDS."""
     if not own_redis_database.startswith("redis://"):
         pytest.skip("REDIS_URL is not set: the worker test needs Redis")
@@ -44,8 +44,6 @@ def redis_autopilot(tmp_path, own_redis_database):
             "schedule": PERIOD_SECONDS,
         }
     }
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         scheduler = beat.EmbeddedService(
             app, thread=True, max_interval=0.5, schedule_filename=str(tmp_path / "beat-schedule")

@@ -57,7 +57,7 @@ def live_server_url():
 
 @pytest.fixture
 def autopilot(transactional_db, settings, tmp_path, own_redis_database):
-    """A real worker and beat on Redis (this test process's own database, see tests/conftest.py)
+    """A real worker and beat on Redis (this test process's own queues, see tests/conftest.py)
     running the autopilot's round every AUTOPILOT_PERIOD_SECONDS."""
     if not own_redis_database.startswith("redis://"):
         pytest.skip("REDIS_URL is not set: the scenarios need a real Celery worker on Redis")
@@ -69,8 +69,6 @@ def autopilot(transactional_db, settings, tmp_path, own_redis_database):
             "schedule": AUTOPILOT_PERIOD_SECONDS,
         }
     }
-    with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
             scheduler = beat.EmbeddedService(
