@@ -6,6 +6,7 @@ from django.db.models import Q, QuerySet
 from rollouts.choices import RolloutStatus
 from rollouts.gates import Action
 from rollouts.models import Evaluation, Rollout, RolloutPlan
+from saferoll.filters import UtcDateTimeFilter
 
 
 class RolloutFilterSet(django_filters.FilterSet):
@@ -16,8 +17,8 @@ class RolloutFilterSet(django_filters.FilterSet):
     version = django_filters.CharFilter(field_name="release__version")
     plan = django_filters.CharFilter(field_name="plan__name")
     ring = django_filters.CharFilter(field_name="current_ring")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Rollout
@@ -40,8 +41,8 @@ class EvaluationFilterSet(django_filters.FilterSet):
     action = django_filters.MultipleChoiceFilter(choices=[(action.value, action.value) for action in Action])
     ring = django_filters.CharFilter()
     source = django_filters.CharFilter()
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Evaluation

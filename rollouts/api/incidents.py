@@ -15,12 +15,13 @@ from rollouts.choices import IncidentSeverity
 from rollouts.models import Incident, Release
 from saferoll.api.errors import error_response
 from saferoll.api.permissions import ActionPermission
+from saferoll.filters import UtcDateTimeFilter
 
 
 class IncidentFilter(django_filters.FilterSet):
     release = django_filters.CharFilter(field_name="release__version")
-    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    opened_after = UtcDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = UtcDateTimeFilter(field_name="opened_at", lookup_expr="lt")
 
     class Meta:
         model = Incident

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.routers import SimpleRouter
 
+from saferoll.filters import UtcDateTimeFilter
 from saferoll.models import AuditEvent
 
 
@@ -24,8 +25,8 @@ class AuditEventFilter(django_filters.FilterSet):
     object_type = django_filters.CharFilter(lookup_expr="exact")
     object_id = django_filters.CharFilter(lookup_expr="exact")
     rollout = django_filters.CharFilter(field_name="rollout__rollout_id", lookup_expr="exact")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

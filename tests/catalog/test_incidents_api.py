@@ -102,6 +102,25 @@ def test_it_lists_incidents_with_filters(viewer):
 
 
 @pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        # Offsets Python reads but PostgreSQL would refuse: the moment is sent in UTC.
+        ({"opened_after": "2000-01-01T00:00:00+23:59"}, 200),
+        ({"opened_before": "2999-01-01T00:00:00-23:59"}, 200),
+        ({"opened_after": "0001-01-01T00:00:00+05:00"}, 400),
+    ],
+)
+def test_it_filters_incidents_by_any_moment_python_reads(viewer, query, expected):
+    IncidentFactory(title="A")
+
+    response = viewer.get("/api/incidents", query)
+
+    assert response.status_code == expected
+    if expected == 200:
+        assert [item["title"] for item in response.json()["results"]] == ["A"]
+
+
+@pytest.mark.parametrize(
     ("role", "allowed"),
     [
         (roles.VIEWER, False),

@@ -49,6 +49,8 @@ def test_it_lists_evaluations_newest_first_with_their_detail(viewer, evaluations
         ("ring=ring_5", ["WAIT"]),
         ("source=autopilot", ["WAIT"]),
         ("action=PROMOTE", []),
+        # An offset Python reads but PostgreSQL would refuse: the moment is sent in UTC.
+        ("created_after=2000-01-01T00:00:00-23:59&source=autopilot", ["WAIT"]),
     ],
 )
 def test_it_filters_evaluations(viewer, evaluations, query, expected):

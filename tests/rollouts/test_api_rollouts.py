@@ -131,6 +131,8 @@ def test_it_lists_rollouts_under_the_key_rollouts(viewer, started, plan, manager
         ("active=true", ["other", "started"]),
         ("state=rolled_back", []),
         ("created_after=2000-01-01T00:00:00Z", ["other", "started"]),
+        # An offset Python reads but PostgreSQL would refuse: the moment is sent in UTC.
+        ("created_before=2999-01-01T00:00:00%2B23:59", ["other", "started"]),
     ],
 )
 def test_it_filters_rollouts(viewer, started, plan, manager, query, expected):
@@ -145,6 +147,15 @@ def test_it_filters_rollouts(viewer, started, plan, manager, query, expected):
     assert sorted(r["rollout_id"] for r in response.json()["rollouts"]) == sorted(
         rollouts[name].rollout_id for name in expected
     )
+
+
+def test_it_refuses_a_moment_that_leaves_the_calendar_once_in_utc(viewer, started):
+    response = viewer.get("/api/rollouts", {"created_after": "0001-01-01T00:00:00+05:00"})
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "created_after": ["This moment falls outside the years 1 to 9999 once converted to UTC."]
+    }
 
 
 def test_it_pages_the_list(viewer, plan, manager):

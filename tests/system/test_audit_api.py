@@ -89,6 +89,22 @@ def test_it_filters_by_time(viewer, events):
     assert len(ids(viewer.get("/api/audit-events", {"created_after": before, "created_before": after}))) == 3
 
 
+def test_it_filters_by_a_moment_whose_offset_postgresql_would_refuse(viewer, events):
+    response = viewer.get("/api/audit-events", {"created_before": "2999-01-01T00:00:00+23:59"})
+
+    assert response.status_code == 200
+    assert len(ids(response)) == 3
+
+
+def test_it_refuses_a_moment_that_leaves_the_calendar_once_in_utc(viewer, events):
+    response = viewer.get("/api/audit-events", {"created_before": "9999-12-31T23:59:59-05:00"})
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "created_before": ["This moment falls outside the years 1 to 9999 once converted to UTC."]
+    }
+
+
 @pytest.mark.parametrize("role", roles.ROLES)
 def test_it_has_no_write_method_for_anyone(persona, events, role):
     client = persona(role)
