@@ -17,3 +17,8 @@ urlpatterns = [
     path("api/", include("telemetry.api.urls")),
     path("", include("saferoll.portal_urls")),
 ]
+
+# Errors Django answers itself keep the API's error shape under /api/ (saferoll.api.errors).
+handler400 = "saferoll.api.errors.bad_request"
+handler404 = "saferoll.api.errors.not_found"
+handler500 = "saferoll.api.errors.server_error"

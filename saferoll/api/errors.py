@@ -1,8 +1,16 @@
 """One error shape for the whole API: {"error": sentence, ...details}."""
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.utils.encoding import escape_uri_path
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -65,3 +73,49 @@ def _throttled_body(wait: int | None) -> dict:
 
 def error_response(message: str, code: int = status.HTTP_400_BAD_REQUEST, **extra) -> Response:
     return Response({"error": message, **extra}, status=code)
+
+
+# --- What Django answers itself: no such URL, a request refused before any view, a crash ---------
+# (saferoll.urls names these handlers). The API keeps its error shape; the portal keeps its pages.
+
+API_PREFIX = "/api/"
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def bad_request(request, exception):
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    return JsonResponse({"error": _refusal_sentence(exception)}, status=status.HTTP_400_BAD_REQUEST)
+
+
+def _refusal_sentence(exception) -> str:
+    if isinstance(exception, TooManyFieldsSent):
+        return f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields; send fewer."
+    if isinstance(exception, TooManyFilesSent):
+        return f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files; send fewer."
+    if isinstance(exception, RequestDataTooBig):
+        return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+    # Other refusals (a forged host, a malformed upload) say nothing a client could act on.
+    return "The request is malformed and was refused."
+
+
+def not_found(request, exception):
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
+    # Escaped as in a URL, so that a NUL or a control character stays printable.
+    path = escape_uri_path(request.path)
+    return JsonResponse(
+        {"error": f"There is no API endpoint or object at {path}."}, status=status.HTTP_404_NOT_FOUND
+    )
+
+
+def server_error(request):
+    if not _is_api(request):
+        return defaults.server_error(request)
+    return JsonResponse(
+        {"error": "SafeRoll could not answer this request. It has been logged; try again in a moment."},
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
