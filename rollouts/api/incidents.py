@@ -14,6 +14,7 @@ from rollouts import services_catalog
 from rollouts.choices import IncidentSeverity
 from rollouts.models import Incident, Release
 from saferoll.api.errors import error_response
+from saferoll.api.fields import NamedObjectField
 from saferoll.api.permissions import ActionPermission
 from saferoll.filters import UtcDateTimeFilter
 
@@ -54,7 +55,7 @@ class IncidentOpenSerializer(serializers.Serializer):
     severity = serializers.ChoiceField(choices=IncidentSeverity.choices)
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    release = serializers.SlugRelatedField(
+    release = NamedObjectField(
         slug_field="version",
         queryset=Release.objects.all(),
         required=False,

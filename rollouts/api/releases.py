@@ -2,6 +2,7 @@
 download `GET /api/releases/{version}/artifact` for devices and people."""
 
 import django_filters
+from django.db.models import BigIntegerField
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -17,6 +18,7 @@ from devices.authentication import DeviceAuthentication, IsDevice
 from rollouts import services_catalog
 from rollouts.models import Release
 from saferoll.api.errors import error_response
+from saferoll.api.fields import NamedObjectField
 from saferoll.api.permissions import ActionPermission
 
 
@@ -87,7 +89,9 @@ class ReleaseWriteSerializer(serializers.Serializer):
 
     artifact = serializers.FileField(required=False, help_text="Upload the artifact (multipart).")
     artifact_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
-    size_bytes = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    size_bytes = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=BigIntegerField.MAX_BIGINT
+    )
     sha256 = serializers.CharField(required=False, allow_blank=True, max_length=64)
     signature = serializers.CharField(required=False, allow_blank=True)
     compatible_variants = serializers.ListField(
@@ -95,7 +99,7 @@ class ReleaseWriteSerializer(serializers.Serializer):
     )
     notes = serializers.CharField(required=False, allow_blank=True)
     is_stable = serializers.BooleanField(required=False)
-    previous_release = serializers.SlugRelatedField(
+    previous_release = NamedObjectField(
         slug_field="version",
         queryset=Release.objects.all(),
         required=False,

@@ -32,6 +32,7 @@ from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
 from saferoll.api.errors import Conflict
+from saferoll.api.fields import NamedObjectField
 from saferoll.api.pagination import StandardPagination
 from saferoll.models import AuditEvent
 from telemetry.api.serializers import SeriesPointSerializer
@@ -221,12 +222,12 @@ def _deployment_summary(rollout: Rollout) -> dict[str, Any]:
 
 
 class RolloutCreateSerializer(serializers.Serializer):
-    version = serializers.SlugRelatedField(
+    version = NamedObjectField(
         slug_field="version",
         queryset=Release.objects.all(),
         error_messages={"does_not_exist": "There is no release {value}."},
     )
-    plan = serializers.SlugRelatedField(
+    plan = NamedObjectField(
         slug_field="name",
         queryset=RolloutPlan.objects.all(),
         required=False,

@@ -54,6 +54,7 @@ def test_it_does_not_pause_rollouts_when_a_sev1_is_opened(operator):
         ({"severity": "sev4", "title": "x"}, "severity"),
         ({"severity": "sev1"}, "title"),
         ({"severity": "sev1", "title": "x", "release": "v0.0"}, "release"),
+        ({"severity": "sev1", "title": "x", "release": "v\x00"}, "release"),
     ],
 )
 def test_it_refuses_invalid_incidents_field_by_field(operator, payload, field):

@@ -94,6 +94,24 @@ def test_it_refuses_an_unknown_previous_release(release_manager):
     assert response.json()["fields"]["previous_release"] == ["There is no release v1.9 to roll back to."]
 
 
+def test_it_refuses_a_previous_release_named_with_a_nul_character(release_manager):
+    response = release_manager.post(
+        "/api/releases", {"version": "v2.1", "previous_release": "v1\x00"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"]["previous_release"] == ["There is no release v1\\x00 to roll back to."]
+
+
+def test_it_refuses_a_size_too_large_for_the_database(release_manager):
+    response = release_manager.post("/api/releases", {"version": "v9", "size_bytes": 2**63}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["fields"]["size_bytes"] == [
+        "Ensure this value is less than or equal to 9223372036854775807."
+    ]
+
+
 def test_it_answers_malformed_json_with_400(release_manager):
     response = release_manager.post(
         "/api/releases", data='{"version": "v2.1",', content_type="application/json"

@@ -81,6 +81,9 @@ def test_it_creates_a_rollout_following_the_plan_named(release_manager, plan, re
         ({"version": "v9.9"}, "version", "There is no release v9.9."),
         ({}, "version", "This field is required."),
         ({"version": "v2.1", "plan": "nope"}, "plan", "There is no plan named nope."),
+        # PostgreSQL refuses NUL in any text: such a name is answered without a lookup.
+        ({"version": "v2.1\x00"}, "version", "There is no release v2.1\\x00."),
+        ({"version": "v2.1", "plan": "\x00"}, "plan", "There is no plan named \\x00."),
     ],
 )
 def test_it_rejects_a_rollout_of_an_unknown_release_or_plan(
