@@ -108,6 +108,8 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     serializer_class = AlertSerializer
     permission_classes = [writes_need("saferoll.change_alert")]
     filterset_fields = ["level", "kind"]
+    # Ids are numbers: anything else is no alert's address (404), never a failed integer lookup.
+    lookup_value_regex = r"[0-9]+"
 
     def get_queryset(self):
         queryset = super().get_queryset()
