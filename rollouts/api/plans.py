@@ -115,7 +115,8 @@ class PlanViewSet(
     def get_object(self) -> RolloutPlan:
         key = self.kwargs["plan"]
         plan = RolloutPlan.objects.filter(name=key).first()
-        if plan is None and key.isdigit():
+        # ASCII digits only: str.isdigit() also accepts characters such as "²" that int() refuses.
+        if plan is None and key.isascii() and key.isdigit():
             plan = RolloutPlan.objects.filter(pk=int(key)).first()
         if plan is None:
             raise NotFound(f"Plan {key} not found.")

@@ -40,6 +40,13 @@ def test_it_answers_not_found_for_an_unknown_plan(viewer, db):
     assert response.json() == {"error": "Plan nope not found."}
 
 
+def test_it_answers_not_found_for_a_key_of_digits_that_are_not_ascii(viewer, db):
+    response = viewer.get("/api/plans/²")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "Plan ² not found."}
+
+
 def test_it_creates_a_plan(release_manager):
     response = release_manager.post("/api/plans", NEW_PLAN, format="json")
 
