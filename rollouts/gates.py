@@ -17,6 +17,12 @@ from typing import Any
 # roll a healthy release back.
 CRITICAL_CONFIDENCE_Z = 1.96
 
+# Upper bounds of the settings that become durations. A day is far beyond any useful gate window or
+# reporting grace; without a bound, a huge number would overflow the datetime arithmetic of every
+# evaluation of a rollout that froze it.
+MAX_WINDOW_MINUTES = 24 * 60
+MAX_REPORTING_GRACE_SECONDS = 24 * 3600
+
 
 class Action(StrEnum):
     PROMOTE = "PROMOTE"
@@ -89,8 +95,12 @@ class GateConfig:
             raise ValueError("boot_success_critical must not be above boot_success_min.")
         if self.latency_critical_ms < self.latency_max_ms:
             raise ValueError("latency_critical_ms must not be below latency_max_ms.")
-        if self.window_minutes < 1:
-            raise ValueError("window_minutes must be at least 1.")
+        if not 1 <= self.window_minutes <= MAX_WINDOW_MINUTES:
+            raise ValueError(f"window_minutes must be between 1 and {MAX_WINDOW_MINUTES} (a day).")
+        if self.reporting_grace_seconds > MAX_REPORTING_GRACE_SECONDS:
+            raise ValueError(
+                f"reporting_grace_seconds must be at most {MAX_REPORTING_GRACE_SECONDS} (a day)."
+            )
         if self.min_sample < 1:
             raise ValueError("min_sample must be at least 1.")
         if self.consecutive_failures_to_pause < 1:

@@ -617,6 +617,9 @@ def _sync(rollout: Rollout, locked: Rollout) -> Rollout:
 # --- Plans ---------------------------------------------------------------------------------------
 
 _STAGE_KEYS = {"ring", "bake_minutes", "auto_advance", "cohort", "rings", "description"}
+# A month: far beyond the longest production bake (a day, 000 §9.1), and a bound keeps the end of a
+# bake (stage start + bake) inside the calendar the autopilot computes it in.
+MAX_BAKE_MINUTES = 30 * 24 * 60
 _RING_MAX_LENGTH = Rollout._meta.get_field("current_ring").max_length
 PLAN_EDITABLE_FIELDS = (
     "description",
@@ -644,6 +647,7 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
         unknown = sorted(set(stage) - _STAGE_KEYS)
         if unknown:
             raise PlanInvalid(f"{where} has unknown setting(s): {', '.join(unknown)}.", field="stages")
+        _check_storable(where, stage)
         ring = stage.get("ring")
         if not isinstance(ring, str) or not ring.strip():
             raise PlanInvalid(f"{where} needs a ring name.", field="stages")
@@ -658,9 +662,10 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
             raise PlanInvalid(f"{where}: the ring {ring!r} appears twice.", field="stages")
         names.add(ring)
         bake = stage.get("bake_minutes", 0)
-        if isinstance(bake, bool) or not isinstance(bake, int | float) or bake < 0:
+        if isinstance(bake, bool) or not isinstance(bake, int | float) or not 0 <= bake <= MAX_BAKE_MINUTES:
             raise PlanInvalid(
-                f"{where}: bake_minutes must be a number of minutes, 0 or more.", field="stages"
+                f"{where}: bake_minutes must be a number of minutes from 0 to {MAX_BAKE_MINUTES} (30 days).",
+                field="stages",
             )
         auto_advance = stage.get("auto_advance", False)
         if not isinstance(auto_advance, bool):
@@ -686,6 +691,20 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
             clean["description"] = str(stage["description"])
         cleaned.append(clean)
     return cleaned
+
+
+def _check_storable(where: str, stage: dict) -> None:
+    """PostgreSQL's JSON cannot hold a NUL character or half of a surrogate pair, which a JSON
+    request can carry (as \\u0000 or \\udcff): the stage is refused instead of failing to save."""
+    texts = [stage.get("ring"), stage.get("cohort"), stage.get("description")]
+    if isinstance(stage.get("rings"), list):
+        texts.extend(stage["rings"])
+    for text in texts:
+        if isinstance(text, str) and ("\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)):
+            raise PlanInvalid(
+                f"{where} contains a character a plan cannot store (NUL or an unpaired surrogate).",
+                field="stages",
+            )
 
 
 def plan_clean_gate_config(gate_config: Any) -> dict[str, Any]:

@@ -124,6 +124,9 @@ def test_it_pauses_on_the_optional_kpi_gates_of_a_plan(setting, kpi, value):
         ({"surprise": 1}, "Unknown gate setting"),
         ({"crash_free_min": 0.9, "crash_free_critical": 0.95}, "crash_free_critical must not be above"),
         ({"block_on_sev1": "yes"}, "true or false"),
+        # Durations a rollout's evaluations could not compute with.
+        ({"window_minutes": 10**15}, r"window_minutes must be between 1 and 1440 \(a day\)"),
+        ({"reporting_grace_seconds": 10**15}, r"reporting_grace_seconds must be at most 86400 \(a day\)"),
     ],
 )
 def test_it_refuses_bad_gate_settings_with_a_clear_message(data, message):

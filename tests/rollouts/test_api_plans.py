@@ -69,6 +69,15 @@ def test_it_creates_a_plan(release_manager):
         ),
         ({"gate_config": {"min_sample": 0}}, {"gate_config": ["min_sample must be at least 1."]}),
         ({"gate_config": {"window": 5}}, {"gate_config": ["Unknown gate setting(s): window."]}),
+        # Text PostgreSQL's JSON cannot hold, and a gate window its evaluations could not compute.
+        (
+            {"stages": [{"ring": "pilot\x00"}]},
+            {"stages": ["Stage 1 contains a character a plan cannot store (NUL or an unpaired surrogate)."]},
+        ),
+        (
+            {"gate_config": {"window_minutes": 10**15}},
+            {"gate_config": ["window_minutes must be between 1 and 1440 (a day)."]},
+        ),
         ({"name": "test-plan"}, {"name": ["rollout plan with this name already exists."]}),
     ],
 )

@@ -25,8 +25,12 @@ pytestmark = pytest.mark.django_db
         ([{"ring": "created"}], "'created' is a rollout state"),
         (
             [{"ring": "pilot", "bake_minutes": -1}],
-            "Stage 1: bake_minutes must be a number of minutes, 0 or more.",
+            "Stage 1: bake_minutes must be a number of minutes from 0 to 43200 (30 days).",
         ),
+        ([{"ring": "pilot", "bake_minutes": 10**15}], "from 0 to 43200 (30 days)."),
+        ([{"ring": "pilot\x00"}], "Stage 1 contains a character a plan cannot store"),
+        ([{"ring": "a", "rings": ["a", "b\x00"]}], "Stage 1 contains a character a plan cannot store"),
+        ([{"ring": "pilot", "description": "\udcff"}], "(NUL or an unpaired surrogate)."),
         ([{"ring": "pilot", "bake_minutes": "5"}], "bake_minutes must be a number"),
         ([{"ring": "pilot", "auto_advance": "yes"}], "auto_advance must be true or false."),
         ([{"ring": "pilot", "speed": 3}], "Stage 1 has unknown setting(s): speed."),
