@@ -35,6 +35,8 @@ class DeviceAuthentication(authentication.BaseAuthentication):
 
 class IsDevice(permissions.BasePermission):
     message = "This endpoint is for devices: authenticate with 'Authorization: Device <token>'."
+    # The schema offers a device credential on the endpoints whose permission admits devices.
+    admits_devices = True
 
     def has_permission(self, request, view):
         return isinstance(request.auth, Device)

@@ -229,7 +229,8 @@ class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         "revoke_credential": ("devices.manage_device_credentials", "manage device credentials"),
     }
     lookup_field = "device_id"
-    lookup_value_regex = r"[A-Za-z0-9._:-]+"
+    # "enroll" is reserved (devices.services.RESERVED_DEVICE_IDS): /api/devices/enroll is enrollment.
+    lookup_value_regex = r"(?!enroll$)[A-Za-z0-9._:-]+"
     filterset_class = DeviceFilterSet
     ordering_fields = ["device_id", "ring", "status", "last_heartbeat", "created_at", "app_version"]
     ordering = ["device_id"]

@@ -37,8 +37,10 @@ class DeviceAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
     def get_security_requirement(self, auto_schema):
-        # People's endpoints recognise a device credential only to refuse it: not a way in.
-        if IsDevice not in getattr(auto_schema.view, "permission_classes", ()):
+        # People's endpoints recognise a device credential only to refuse it: not a way in. The
+        # endpoints whose permission admits devices (admits_devices) say so.
+        permissions = getattr(auto_schema.view, "permission_classes", ())
+        if not any(getattr(permission, "admits_devices", False) for permission in permissions):
             return None
         return {self.name: []}
 

@@ -30,9 +30,9 @@ class IncidentFilter(django_filters.FilterSet):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    release = serializers.SlugRelatedField(slug_field="version", read_only=True)
-    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    release = serializers.SlugRelatedField(slug_field="version", read_only=True, allow_null=True)
+    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = Incident

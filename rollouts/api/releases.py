@@ -25,6 +25,8 @@ from saferoll.api.permissions import ActionPermission
 class ReleaseArtifactPermission(permissions.BasePermission):
     """A device (its own credential) or a person allowed to read releases."""
 
+    admits_devices = True  # the schema offers the device credential (devices.api.protocol)
+
     def has_permission(self, request, view) -> bool:
         return IsDevice().has_permission(request, view) or ActionPermission().has_permission(request, view)
 
@@ -41,9 +43,11 @@ class ReleaseFilter(django_filters.FilterSet):
 class ReleaseSerializer(serializers.ModelSerializer):
     """A release as the API shows it; `download_url` is where devices fetch the artifact."""
 
+    # Empty when the artifact is uploaded instead (the schema cannot call "" a URL).
+    artifact_url = serializers.CharField(read_only=True)
     compatible_variants = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    previous_release = serializers.SlugRelatedField(slug_field="version", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    previous_release = serializers.SlugRelatedField(slug_field="version", read_only=True, allow_null=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     has_artifact = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
 

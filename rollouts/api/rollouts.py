@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db.models import Count, Prefetch
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -158,7 +157,7 @@ class RolloutDetailSerializer(RolloutListSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_next_ring(self, rollout: Rollout) -> str | None:
         """The ring a promote (or, before the start, the start) would deploy; None once finished."""
         if rollout.status in TERMINAL_STATUSES:

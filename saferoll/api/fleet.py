@@ -3,7 +3,7 @@
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.urls import path
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from devices.models import Device
 from rollouts.emergency import emergency_stop_lift, emergency_stop_raise
 from saferoll.alerts import alert_acknowledge
 from saferoll.api.errors import Conflict
+from saferoll.api.schema import ErrorSerializer
 from saferoll.models import Alert
 from saferoll.status import autopilot_status, emergency_status
 
@@ -52,7 +53,10 @@ def fleet(request):
 
 @extend_schema(
     request=ReasonSerializer,
-    responses=inline_serializer("FleetAfterStop", {"emergency_stop": serializers.DictField()}),
+    responses={
+        200: inline_serializer("FleetAfterStop", {"emergency_stop": serializers.DictField()}),
+        409: OpenApiResponse(ErrorSerializer, description="The emergency stop is already on."),
+    },
 )
 @api_view(["POST"])
 @permission_classes([writes_need("saferoll.emergency_stop")])
@@ -66,7 +70,10 @@ def emergency_stop(request):
 
 @extend_schema(
     request=ReasonSerializer,
-    responses=inline_serializer("FleetAfterLift", {"emergency_stop": serializers.DictField()}),
+    responses={
+        200: inline_serializer("FleetAfterLift", {"emergency_stop": serializers.DictField()}),
+        409: OpenApiResponse(ErrorSerializer, description="The emergency stop is not on."),
+    },
 )
 @api_view(["POST"])
 @permission_classes([writes_need("saferoll.emergency_stop")])
@@ -84,8 +91,12 @@ def _reason(request) -> dict:
 
 
 class AlertSerializer(serializers.ModelSerializer):
-    rollout_id = serializers.CharField(source="rollout.rollout_id", default=None, read_only=True)
-    device_id = serializers.CharField(source="device.device_id", default=None, read_only=True)
+    rollout_id = serializers.CharField(
+        source="rollout.rollout_id", default=None, read_only=True, allow_null=True
+    )
+    device_id = serializers.CharField(
+        source="device.device_id", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Alert

@@ -141,10 +141,6 @@ class HealthBatchResultSerializer(serializers.Serializer):
     rejected = RejectedCheckSerializer(many=True)
 
 
-class HealthBatchErrorSerializer(HealthBatchResultSerializer):
-    error = serializers.CharField()
-
-
 class HealthErrorSerializer(serializers.Serializer):
     error = serializers.CharField()
     fields = serializers.DictField(
@@ -152,6 +148,15 @@ class HealthErrorSerializer(serializers.Serializer):
         required=False,
         help_text="Field-by-field messages, when the input was invalid.",
     )
+
+
+class HealthBatchErrorSerializer(HealthErrorSerializer):
+    """A malformed batch (error and fields), or one whose every check was refused (error, accepted,
+    duplicates and rejected)."""
+
+    accepted = serializers.IntegerField(required=False, help_text="0: no check was stored.")
+    duplicates = serializers.IntegerField(required=False)
+    rejected = RejectedCheckSerializer(many=True, required=False)
 
 
 class RingHealthQuerySerializer(serializers.Serializer):
