@@ -9,6 +9,7 @@ A rollout freezes its plan's stages and gates when it is created; changing a pla
 the rollouts created after.
 """
 
+from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -22,9 +23,15 @@ from rollouts.filtersets import RolloutPlanFilterSet
 from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
 from rollouts.permissions import PlanPermission
+from saferoll.api.fields import TimeOfDayField
 
 
 class PlanSerializer(serializers.ModelSerializer):
+    # The activation window's ends are UTC times of day, without an offset.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.TimeField: TimeOfDayField,
+    }
     stages = serializers.JSONField(
         help_text='[{"ring": "pilot", "bake_minutes": 2, "auto_advance": true, "cohort"?: name, "rings"?: [...]}]'
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.db import models
 from django.db.models import Count, Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -31,7 +32,7 @@ from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
 from saferoll.api.errors import Conflict
-from saferoll.api.fields import NamedObjectField
+from saferoll.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.api.pagination import StandardPagination
 from saferoll.models import AuditEvent
 from telemetry.api.serializers import SeriesPointSerializer
@@ -134,6 +135,11 @@ class BlastRadiusSerializer(serializers.Serializer):
 
 
 class RolloutDetailSerializer(RolloutListSerializer):
+    # The activation window's ends are UTC times of day, without an offset.
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.TimeField: TimeOfDayField,
+    }
     created_by = serializers.CharField(source="created_by.get_username", default=None)
     next_ring = serializers.SerializerMethodField()
     blast_radius = serializers.SerializerMethodField()

@@ -89,6 +89,31 @@ def test_it_rejects_a_plan_that_does_not_hold_together(release_manager, plan, ch
     assert not AuditEvent.objects.filter(object_type="rolloutplan").exists()
 
 
+def test_it_keeps_an_activation_window_in_utc_times_of_day(release_manager, plan):
+    response = release_manager.patch(
+        "/api/plans/test-plan",
+        {"activation_window_start": "02:00", "activation_window_end": "04:30:15.5"},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["activation_window_start"], body["activation_window_end"]) == ("02:00:00", "04:30:15.500000")
+
+
+def test_it_refuses_a_window_time_with_an_offset_that_would_be_dropped(release_manager, plan):
+    response = release_manager.patch(
+        "/api/plans/test-plan",
+        {"activation_window_start": "02:00+05:00", "activation_window_end": "04:00"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "activation_window_start": ["Give the time of day in UTC as HH:MM or HH:MM:SS, without an offset."]
+    }
+
+
 def test_it_changes_a_plan_and_audits_the_change(release_manager, plan):
     response = release_manager.patch(
         "/api/plans/test-plan",

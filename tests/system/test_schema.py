@@ -57,6 +57,14 @@ def test_it_says_which_fields_can_be_null(schema, component, field):
     assert schema["components"]["schemas"][component]["properties"][field]["nullable"] is True
 
 
+@pytest.mark.parametrize("component", ["Plan", "RolloutDetail"])
+def test_it_describes_activation_windows_as_utc_times_of_day_without_an_offset(schema, component):
+    start = schema["components"]["schemas"][component]["properties"]["activation_window_start"]
+
+    assert "format" not in start
+    assert start["pattern"] == r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$"
+
+
 def test_it_does_not_call_an_empty_artifact_url_a_uri(schema):
     assert "format" not in schema["components"]["schemas"]["Release"]["properties"]["artifact_url"]
 
