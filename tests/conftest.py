@@ -1,8 +1,13 @@
+import contextlib
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
+from celery import beat
+from celery.contrib.testing.worker import start_worker
+from django.apps import apps as django_apps
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -66,6 +71,49 @@ def own_redis_database(worker_id):
     stale = list(client.scan_iter(match=f"{prefix}*"))
     if stale:
         client.delete(*stale)
+
+
+@contextlib.contextmanager
+def autopilot_on_redis(period_seconds: float, state_dir: Path):
+    """A real Celery worker and beat on this test process's own Redis queues (own_redis_database),
+    running the autopilot's round every `period_seconds`; the app's schedule is restored after."""
+    from saferoll.celery import app
+
+    saved = app.conf.beat_schedule
+    app.conf.beat_schedule = {
+        "evaluate-active-rollouts": {
+            "task": "rollouts.tasks.evaluate_active_rollouts",
+            "schedule": period_seconds,
+        }
+    }
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+            scheduler = beat.EmbeddedService(
+                app, thread=True, max_interval=0.5, schedule_filename=str(state_dir / "beat-schedule")
+            )
+            scheduler.start()
+            try:
+                yield
+            finally:
+                scheduler.stop()
+    finally:
+        app.conf.beat_schedule = saved
+
+
+@pytest.fixture
+def role_groups(db):
+    """The role groups. A transactional test flushes the tables the migrations filled, so they are
+    synced again here (sync_role_groups toggles models_module; the real registry's is restored)."""
+    from django.contrib.auth.models import Group
+
+    if Group.objects.filter(name__in=roles.GROUP_NAMES.values()).count() == len(roles.GROUP_NAMES):
+        return
+    saved = {config.label: config.models_module for config in django_apps.get_app_configs()}
+    try:
+        roles.sync_role_groups(django_apps)
+    finally:
+        for config in django_apps.get_app_configs():
+            config.models_module = saved[config.label]
 
 
 @pytest.fixture(autouse=True)

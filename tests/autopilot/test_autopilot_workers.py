@@ -4,17 +4,15 @@ import threading
 import time
 
 import pytest
-from celery import beat
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from django.utils import timezone
 
 from rollouts import autopilot
 from rollouts.choices import RolloutStatus
 from rollouts.models import Rollout
-from saferoll.celery import app
 from saferoll.models import AuditEvent, FleetState
 from tests.autopilot.conftest import report
+from tests.conftest import autopilot_on_redis
 
 # Long enough that scheduling delays on a loaded 2-core machine stay small against two periods.
 PERIOD_SECONDS = 5.0
@@ -37,23 +35,8 @@ def redis_autopilot(tmp_path, own_redis_database):
     with the autopilot's round every PERIOD_SECONDS."""
     if not own_redis_database.startswith("redis://"):
         pytest.skip("REDIS_URL is not set: the worker test needs Redis")
-    saved = app.conf.beat_schedule
-    app.conf.beat_schedule = {
-        "evaluate-active-rollouts": {
-            "task": "rollouts.tasks.evaluate_active_rollouts",
-            "schedule": PERIOD_SECONDS,
-        }
-    }
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-        scheduler = beat.EmbeddedService(
-            app, thread=True, max_interval=0.5, schedule_filename=str(tmp_path / "beat-schedule")
-        )
-        scheduler.start()
-        try:
-            yield
-        finally:
-            scheduler.stop()
-    app.conf.beat_schedule = saved
+    with autopilot_on_redis(PERIOD_SECONDS, tmp_path):
+        yield
 
 
 @pytest.mark.django_db(transaction=True)

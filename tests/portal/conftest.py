@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.apps import apps as django_apps
 from django.conf import settings
 from django.test import Client
 from django.test.utils import override_settings
@@ -51,22 +50,6 @@ def fast_password_hasher(settings):
 
 
 # --- data -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def role_groups(db):
-    """The role groups. A transactional test flushes the tables the migrations filled, so they are
-    synced again here (sync_role_groups toggles models_module; the real registry's is restored)."""
-    from django.contrib.auth.models import Group
-
-    if Group.objects.filter(name__in=roles.GROUP_NAMES.values()).count() == len(roles.GROUP_NAMES):
-        return
-    saved = {config.label: config.models_module for config in django_apps.get_app_configs()}
-    try:
-        roles.sync_role_groups(django_apps)
-    finally:
-        for config in django_apps.get_app_configs():
-            config.models_module = saved[config.label]
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ import threading
 import time
 
 import pytest
-from celery import beat
-from celery.contrib.testing.worker import start_worker
-from django.apps import apps as django_apps
 from django.test.utils import override_settings
 
 from rollouts import services_catalog
 from saferoll import roles
-from saferoll.celery import app
 from saferoll.management.commands.adduser import user_ensure_role
+from tests.conftest import autopilot_on_redis
 
 # The autopilot's period in these tests: the 1–2 s of the scenarios' fast timings.
 AUTOPILOT_PERIOD_SECONDS = 1.0
@@ -62,41 +59,8 @@ def autopilot(transactional_db, settings, tmp_path, own_redis_database):
     if not own_redis_database.startswith("redis://"):
         pytest.skip("REDIS_URL is not set: the scenarios need a real Celery worker on Redis")
     settings.SAFEROLL_AUTOPILOT_PERIOD_SECONDS = AUTOPILOT_PERIOD_SECONDS
-    saved = app.conf.beat_schedule
-    app.conf.beat_schedule = {
-        "evaluate-active-rollouts": {
-            "task": "rollouts.tasks.evaluate_active_rollouts",
-            "schedule": AUTOPILOT_PERIOD_SECONDS,
-        }
-    }
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-            scheduler = beat.EmbeddedService(
-                app, thread=True, max_interval=0.5, schedule_filename=str(tmp_path / "beat-schedule")
-            )
-            scheduler.start()
-            try:
-                yield
-            finally:
-                scheduler.stop()
-    finally:
-        app.conf.beat_schedule = saved
-
-
-@pytest.fixture
-def role_groups(transactional_db):
-    """The role groups. A transactional test flushes the tables the migrations filled, so they are
-    synced again (sync_role_groups toggles models_module; the real registry's is restored)."""
-    from django.contrib.auth.models import Group
-
-    if Group.objects.filter(name__in=roles.GROUP_NAMES.values()).count() == len(roles.GROUP_NAMES):
-        return
-    saved = {config.label: config.models_module for config in django_apps.get_app_configs()}
-    try:
-        roles.sync_role_groups(django_apps)
-    finally:
-        for config in django_apps.get_app_configs():
-            config.models_module = saved[config.label]
+    with autopilot_on_redis(AUTOPILOT_PERIOD_SECONDS, tmp_path):
+        yield
 
 
 @pytest.fixture
