@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from simulator.console import PROMPT, STOP_SCENARIO, Console, format_summary
 from simulator.fleet import Fleet
-from simulator.scenarios import DEMO, SafeRollApi, ScenarioRunner, format_result
+from simulator.scenarios.runner import DEMO, SafeRollApi, ScenarioRunner, format_result
 
 NOTICE_PERIOD_SECONDS = 1.0
 # On the way out, site gateways deliver what the devices still hold, if the server answers soon.

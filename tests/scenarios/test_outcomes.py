@@ -3,7 +3,7 @@ and the summary that says so."""
 
 import pytest
 
-from simulator.scenarios import (
+from simulator.scenarios.runner import (
     DEMO,
     DISASTER,
     FAST,

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from simulator.scenarios import (
+from simulator.scenarios.runner import (
     DISASTER,
     FAST,
     HAPPY,
@@ -132,7 +132,7 @@ class FakeSafeRoll:
             data["status"] = "rolled_back"
             self._event("ROLLBACK", ring, None, reason, "scenario")
         else:
-            from simulator.scenarios import ApiError
+            from simulator.scenarios.runner import ApiError
 
             raise ApiError(f"refused {command}", status=409)
         return self.detail()

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from rollouts.models import DeviceDeployment, Rollout
 from saferoll.models import AuditEvent
-from simulator.scenarios import (
+from simulator.scenarios.runner import (
     DISASTER,
     FAST,
     HAPPY,

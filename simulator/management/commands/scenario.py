@@ -20,7 +20,7 @@ from saferoll import roles
 from saferoll.management.commands.adduser import cli_actor, user_ensure_role
 from simulator.fleet import Fleet
 from simulator.management.commands.simulate import LOCAL_HOSTS, enrollment_key, positive
-from simulator.scenarios import (
+from simulator.scenarios.runner import (
     SCENARIOS,
     SafeRollApi,
     ScenarioResult,
