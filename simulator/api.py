@@ -1,11 +1,12 @@
-"""The simulator's HTTP side of the SafeRoll device protocol (SPEC §7, §15).
+"""The simulator's one HTTP client: the SafeRoll device protocol (SPEC §7, §15) and the REST calls
+a release manager makes in the scenarios (SPEC §12).
 
 Every device has its own DeviceApi (its token, its network link), and every site gateway its own
 GatewayApi (the gateway service account's token), over one httpx.AsyncClient that the whole fleet
 shares, so a thousand devices use a bounded pool of keep-alive connections instead of a thousand
-sockets.
+sockets. A scenario's ReleaseManagerApi holds a person's API token and a client of its own.
 
-Answers are sorted into what the device should do next:
+Answers are sorted into what the caller should do next:
     2xx                          → the result
     connection error, timeout,
     5xx, 429                     → Unavailable: keep the data, try again later (Retry-After honoured)
@@ -19,20 +20,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from simulator.backoff import parse_retry_after
+from simulator.backoff import Backoff, parse_retry_after
 
 ENROLL_PATH = "/api/devices/enroll"
 HEALTH_PATH = "/api/health"
 HEALTH_BATCH_PATH = "/api/health/batch"
 DESIRED_STATE_PATH = "/api/device/desired-state"
 DEPLOYMENT_PATH = "/api/device/deployments/{rollout_id}"
+
+
+def http_client(
+    api_url: str,
+    *,
+    timeout: float,
+    connections: int | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client for the SafeRoll at `api_url`, with at most `connections` connections
+    (httpx's default pool when not given)."""
+    limits = (
+        httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        if connections
+        else httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    )
+    return httpx.AsyncClient(
+        base_url=api_url.rstrip("/"),
+        headers=headers,
+        transport=transport,
+        limits=limits,
+        # Waiting for a pooled connection is queueing, not failure: give it longer than a request
+        # itself.
+        timeout=httpx.Timeout(timeout, pool=timeout * 3),
+    )
 
 
 class ApiFailure(Exception):
@@ -43,6 +71,11 @@ class ApiFailure(Exception):
         self.reason = reason
         self.status = status
         self.body = body
+
+    def retell(self, message: str) -> None:
+        """Tell the failure as `message` (what was asked, what to check); `reason` and `kind`
+        stay as they are."""
+        self.args = (message,)
 
     @property
     def kind(self) -> str:
@@ -89,7 +122,7 @@ def classify(response: httpx.Response) -> ApiFailure | None:
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
     body = _body(response)
-    reason = f"HTTP {status}: {_summary(body)}"
+    reason = f"HTTP {status}: {error_text(body)}"
     if status in (401, 403):
         return Unauthorized(reason, status=status, body=body)
     if status == 409:
@@ -97,13 +130,16 @@ def classify(response: httpx.Response) -> ApiFailure | None:
     return Refused(reason, status=status, body=body)
 
 
-def _summary(body: Any) -> str:
-    if isinstance(body, dict):
-        text = body.get("error") or body.get("detail") or body
-        if body.get("fields"):
-            text = f"{text} {body['fields']}"
-        return str(text)[:300]
-    return str(body)[:300]
+def error_text(body: Any) -> str:
+    """What an error answer says: its error, the reason given and the fields at fault."""
+    if not isinstance(body, dict):
+        return str(body)[:300]
+    text = str(body.get("error") or body.get("detail") or body)
+    if body.get("reason"):
+        text = f"{text} ({body['reason']})"
+    if body.get("fields"):
+        text = f"{text} {body['fields']}"
+    return text[:300]
 
 
 class ApiClient:
@@ -134,6 +170,10 @@ class ApiClient:
         # from an instant server. Waiting here (a plain FIFO) keeps the pool's queue empty.
         self.gate = gate or contextlib.nullcontext()
 
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url).rstrip("/")
+
     def _check_link(self) -> None:
         if self.link_down:
             raise Unavailable(f"{self.link_down}: no route to the server")
@@ -141,13 +181,21 @@ class ApiClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"{self.scheme} {self.token}"} if self.token else {}
 
-    async def _send(self, method: str, url: str, *, json: Any = None, auth: bool = True) -> httpx.Response:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        auth: bool = True,
+    ) -> httpx.Response:
         self._check_link()
         started = time.perf_counter()
         try:
             async with self.gate:
                 response = await self.client.request(
-                    method, url, json=json, headers=self._headers() if auth else None
+                    method, url, json=json, params=params, headers=self._headers() if auth else None
                 )
             if self.timer is not None:
                 self.timer(time.perf_counter() - started)
@@ -160,8 +208,9 @@ class ApiClient:
             raise failure
         return response
 
-    async def _json(self, method: str, url: str, *, json: Any = None, auth: bool = True) -> Any:
-        response = await self._send(method, url, json=json, auth=auth)
+    async def _json(self, method: str, url: str, **request: Any) -> Any:
+        """The answer's JSON (`request`: `_send`'s keywords)."""
+        response = await self._send(method, url, **request)
         try:
             return response.json()
         except ValueError as exc:
@@ -233,3 +282,127 @@ class GatewayApi(ApiClient):
 
     async def post_health_batch(self, checks: list[dict[str, Any]]) -> dict[str, Any]:
         return await self._json("POST", HEALTH_BATCH_PATH, json={"checks": checks})
+
+
+class ReleaseManagerApi(ApiClient):
+    """The REST calls of the scenarios, as a person holding a release manager's API token
+    (`Authorization: Token <token>`), over a client of its own.
+
+    Reads are retried a few times when the server is briefly unavailable (its Retry-After
+    honoured); commands (promote, pause, …) are not: a promote repeated after a timeout could
+    promote twice."""
+
+    scheme = "Token"
+    READ_ATTEMPTS = 3
+
+    def __init__(self, client: httpx.AsyncClient, *, token: str, rng: random.Random | None = None):
+        super().__init__(client, token=token)
+        self.rng = rng or random.Random()
+
+    @classmethod
+    def connect(
+        cls,
+        api_url: str,
+        token: str,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> ReleaseManagerApi:
+        client = http_client(
+            api_url, timeout=timeout, transport=transport, headers={"Accept": "application/json"}
+        )
+        return cls(client, token=token)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        missing_ok: bool = False,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The answer's JSON; None for a 404 when `missing_ok`; otherwise an ApiFailure whose
+        message names the request."""
+        try:
+            return await self._retrying(method, path, json=json, params=params)
+        except ApiFailure as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            exc.retell(self._told(exc, method, path))
+            raise
+
+    async def _retrying(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON, a read asked again (after a backoff) while the server cannot answer."""
+        attempts = self.READ_ATTEMPTS if method == "GET" else 1
+        backoff = Backoff(base=0.5)
+        while True:
+            try:
+                return await self._json(method, path, **kwargs)
+            except Unavailable as exc:
+                if backoff.failures + 1 >= attempts:
+                    raise
+                await asyncio.sleep(backoff.next_delay(self.rng, exc.retry_after))
+
+    def _told(self, failure: ApiFailure, method: str, path: str) -> str:
+        if failure.status is None:
+            return f"{method} {path}: SafeRoll at {self.base_url} did not answer ({failure.reason})."
+        hint = (
+            " Check the token: the scenarios need a release manager's."
+            if isinstance(failure, Unauthorized)
+            else ""
+        )
+        return f"{method} {path} → {failure.reason}{hint}"
+
+    async def server_health(self) -> dict[str, Any]:
+        return await self.call("GET", "/health")
+
+    async def release(self, version: str) -> dict[str, Any] | None:
+        return await self.call("GET", f"/api/releases/{version}", missing_ok=True)
+
+    async def create_release(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.call("POST", "/api/releases", json=payload)
+
+    async def plan(self, name: str) -> dict[str, Any] | None:
+        return await self.call("GET", f"/api/plans/{name}", missing_ok=True)
+
+    async def create_plan(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.call("POST", "/api/plans", json=payload)
+
+    async def update_plan(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return await self.call("PATCH", f"/api/plans/{name}", json=changes)
+
+    async def unfinished_rollouts(self) -> list[dict[str, Any]]:
+        """Rollouts that hold devices: active or paused."""
+        page = await self.call("GET", "/api/rollouts", params={"status": ["active", "paused"]})
+        return page.get("rollouts", [])
+
+    async def create_rollout(self, version: str, plan: str) -> dict[str, Any]:
+        return await self.call("POST", "/api/rollouts", json={"version": version, "plan": plan})
+
+    async def rollout(self, rollout_id: str) -> dict[str, Any]:
+        return await self.call("GET", f"/api/rollouts/{rollout_id}")
+
+    async def command(self, rollout_id: str, command: str, reason: str = "") -> dict[str, Any]:
+        """start, promote, pause, resume or rollback; a refusal is a Conflict (HTTP 409)."""
+        return await self.call("POST", f"/api/rollouts/{rollout_id}/{command}", json={"reason": reason})
+
+    async def decision(self, rollout_id: str) -> dict[str, Any] | None:
+        """The gates' decision on the current ring (nothing is stored); None when no ring is deployed."""
+        try:
+            return await self.call("GET", f"/api/rollouts/{rollout_id}/should_promote")
+        except Conflict:
+            return None
+
+    async def devices_on(self, version: str) -> list[dict[str, Any]]:
+        """Every device whose installed version is `version`, all pages."""
+        devices: list[dict[str, Any]] = []
+        page = await self.call("GET", "/api/devices", params={"version": version, "page_size": 500})
+        while True:
+            devices.extend(page.get("results", []))
+            if not page.get("next"):
+                return devices
+            page = await self.call("GET", page["next"])

@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from simulator.api import ReleaseManagerApi
 from simulator.console import PROMPT, STOP_SCENARIO, Console, format_summary
 from simulator.fleet import Fleet
-from simulator.scenarios.runner import DEMO, SafeRollApi, ScenarioRunner, format_result
+from simulator.scenarios.runner import DEMO, ScenarioRunner, format_result
 
 NOTICE_PERIOD_SECONDS = 1.0
 # On the way out, site gateways deliver what the devices still hold, if the server answers soon.
@@ -163,7 +164,7 @@ class Session:
         )
         access = self.scenarios
         assert access is not None
-        api = SafeRollApi.connect(access.api_url, access.token)
+        api = ReleaseManagerApi.connect(access.api_url, access.token)
         try:
             runner = ScenarioRunner(
                 name,

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from simulator.api import DeviceApi, GatewayApi
+from simulator.api import DeviceApi, GatewayApi, http_client
 from simulator.chaos import ChaosKind, apply_chaos, clear_chaos, describe_chaos
 from simulator.device import RECENT_SECONDS, DeviceSettings, SimDevice
 from simulator.gateway import GatewaySettings, SiteGateway
@@ -181,13 +181,8 @@ class Fleet:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         config = self.config
         connections = config.max_connections + (config.gateway_connections if config.gateway_token else 0)
-        self._client = httpx.AsyncClient(
-            base_url=config.api_url,
-            transport=self._transport,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            # Waiting for a pooled connection is queueing, not failure: give it longer than a
-            # request itself.
-            timeout=httpx.Timeout(config.timeout, pool=config.timeout * 3),
+        self._client = client = http_client(
+            config.api_url, timeout=config.timeout, connections=connections, transport=self._transport
         )
         ids = device_ids(config.prefix, config.devices)
         rings = assign_rings(len(ids), config.rings) if config.rings else [None] * len(ids)
@@ -209,7 +204,7 @@ class Fleet:
             self.devices.append(
                 SimDevice(
                     device_id,
-                    api=DeviceApi(self._client, timer=self.metrics.answer_time, gate=gate),
+                    api=DeviceApi(client, timer=self.metrics.answer_time, gate=gate),
                     rng=rng,
                     faults=self.faults,
                     enrollment_key=config.enrollment_key,
@@ -225,9 +220,9 @@ class Fleet:
                 )
             )
         if config.gateway_token:
-            self._build_gateways(start)
+            self._build_gateways(start, client)
 
-    def _build_gateways(self, start: float) -> None:
+    def _build_gateways(self, start: float, client: httpx.AsyncClient) -> None:
         """One gateway per site. Their flushes are spread evenly over one interval, like the
         devices' ticks, so the server sees a steady trickle of batches rather than a burst."""
         config = self.config
@@ -242,7 +237,7 @@ class Fleet:
                     site,
                     devices,
                     api=GatewayApi(
-                        self._client,
+                        client,
                         token=config.gateway_token,
                         timer=self.metrics.batch_answer_time,
                         gate=gate,

@@ -33,8 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
-import httpx
-
+from simulator.api import ApiFailure, Conflict, ReleaseManagerApi
 from simulator.fleet import Fleet, FleetConfig
 from simulator.timeline import Timeline, format_blast_radius, percent
 
@@ -207,155 +206,6 @@ def simulated_fleet(api_url: str, timings: Timings, *, enrollment_key: str, seed
     )
 
 
-# --- The API, as a release manager uses it -------------------------------------------------------
-
-
-class ApiError(Exception):
-    """A request SafeRoll answered with an error (or did not answer); the message says which."""
-
-    def __init__(self, message: str, *, status: int | None = None, body: Any = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.body = body
-
-
-def _error_text(body: Any) -> str:
-    if isinstance(body, dict):
-        text = str(body.get("error") or body.get("detail") or body)
-        if body.get("reason"):
-            text = f"{text} ({body['reason']})"
-        return text
-    return str(body)[:300]
-
-
-class SafeRollApi:
-    """The REST calls of the scenarios, authenticated as a person (`Authorization: Token …`).
-
-    Reads are retried a few times when the server is briefly unavailable; commands (promote,
-    pause, …) are not: a promote repeated after a timeout could promote twice."""
-
-    READ_ATTEMPTS = 3
-
-    def __init__(self, client: httpx.AsyncClient):
-        self.client = client
-
-    @classmethod
-    def connect(
-        cls,
-        api_url: str,
-        token: str,
-        *,
-        timeout: float = 15.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> SafeRollApi:
-        return cls(
-            httpx.AsyncClient(
-                base_url=api_url.rstrip("/"),
-                headers={"Authorization": f"Token {token}", "Accept": "application/json"},
-                timeout=timeout,
-                transport=transport,
-            )
-        )
-
-    @property
-    def base_url(self) -> str:
-        return str(self.client.base_url).rstrip("/")
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return await self.client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ApiError(f"{method} {path}: SafeRoll at {self.base_url} did not answer ({exc!r}).") from exc
-
-    async def call(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
-        """The answer's JSON; None for a 404 when `missing_ok`; ApiError for any other failure."""
-        attempts = self.READ_ATTEMPTS if method == "GET" else 1
-        for attempt in range(1, attempts + 1):
-            try:
-                response = await self._request(method, path, **kwargs)
-            except ApiError:
-                if attempt == attempts:
-                    raise
-                await asyncio.sleep(0.5 * attempt)
-                continue
-            if response.status_code >= 500 and attempt < attempts:
-                await asyncio.sleep(0.5 * attempt)
-                continue
-            break
-        if response.status_code == 404 and missing_ok:
-            return None
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text[:300]
-        if response.status_code >= 400:
-            hint = ""
-            if response.status_code in (401, 403):
-                hint = " Check the token: the scenarios need a release manager's."
-            raise ApiError(
-                f"{method} {path} → HTTP {response.status_code}: {_error_text(body)}{hint}",
-                status=response.status_code,
-                body=body,
-            )
-        return body
-
-    async def server_health(self) -> dict[str, Any]:
-        return await self.call("GET", "/health")
-
-    async def release(self, version: str) -> dict[str, Any] | None:
-        return await self.call("GET", f"/api/releases/{version}", missing_ok=True)
-
-    async def create_release(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self.call("POST", "/api/releases", json=payload)
-
-    async def plan(self, name: str) -> dict[str, Any] | None:
-        return await self.call("GET", f"/api/plans/{name}", missing_ok=True)
-
-    async def create_plan(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self.call("POST", "/api/plans", json=payload)
-
-    async def update_plan(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        return await self.call("PATCH", f"/api/plans/{name}", json=changes)
-
-    async def unfinished_rollouts(self) -> list[dict[str, Any]]:
-        """Rollouts that hold devices: active or paused."""
-        page = await self.call("GET", "/api/rollouts", params=[("status", ACTIVE), ("status", PAUSED)])
-        return page.get("rollouts", [])
-
-    async def create_rollout(self, version: str, plan: str) -> dict[str, Any]:
-        return await self.call("POST", "/api/rollouts", json={"version": version, "plan": plan})
-
-    async def rollout(self, rollout_id: str) -> dict[str, Any]:
-        return await self.call("GET", f"/api/rollouts/{rollout_id}")
-
-    async def command(self, rollout_id: str, command: str, reason: str = "") -> dict[str, Any]:
-        """start, promote, pause, resume or rollback; a refusal is an ApiError with status 409."""
-        return await self.call("POST", f"/api/rollouts/{rollout_id}/{command}", json={"reason": reason})
-
-    async def decision(self, rollout_id: str) -> dict[str, Any] | None:
-        """The gates' decision on the current ring (nothing is stored); None when no ring is deployed."""
-        try:
-            return await self.call("GET", f"/api/rollouts/{rollout_id}/should_promote")
-        except ApiError as exc:
-            if exc.status == 409:
-                return None
-            raise
-
-    async def devices_on(self, version: str) -> list[dict[str, Any]]:
-        """Every device whose installed version is `version`, all pages."""
-        devices: list[dict[str, Any]] = []
-        page = await self.call("GET", "/api/devices", params={"version": version, "page_size": 500})
-        while True:
-            devices.extend(page.get("results", []))
-            if not page.get("next"):
-                return devices
-            page = await self.call("GET", page["next"])
-
-
 # --- Outcomes --------------------------------------------------------------------------------------
 
 
@@ -510,7 +360,7 @@ class ScenarioRunner:
         self,
         scenario: str,
         *,
-        api: SafeRollApi,
+        api: ReleaseManagerApi,
         fleet: SimulatedFleet,
         timings: Timings,
         emit: Callable[[str], None] = print,
@@ -549,7 +399,7 @@ class ScenarioRunner:
                 self.scenario
             ]()
             await self._look()
-        except (ScenarioFailed, ApiError) as exc:
+        except (ScenarioFailed, ApiFailure) as exc:
             error = str(exc)
             self._note("FAILED", None, error)
             await self._abandon(error)
@@ -792,9 +642,7 @@ class ScenarioRunner:
         assert self.rollout_id is not None
         try:
             detail = await self.api.command(self.rollout_id, command, reason)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
             # Refused in the rollout's current state: SafeRoll got there first, or the gates
             # changed their mind since our look. The refusal is audited, so it shows in the
             # timeline; the caller carries on from whatever state the rollout is in now.
@@ -824,7 +672,7 @@ class ScenarioRunner:
                 self._show(await self.api.command(self.rollout_id, "rollback", reason[:1900]))
             else:
                 self._show(detail)
-        except ApiError as exc:
+        except ApiFailure as exc:
             self._note("scenario", None, f"Could not roll the rollout back: {exc}")
 
     async def _await_devices_back(self) -> None:

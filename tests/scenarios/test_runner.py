@@ -8,6 +8,7 @@ import datetime as dt
 
 import pytest
 
+from simulator.api import Conflict
 from simulator.scenarios.runner import (
     DISASTER,
     FAST,
@@ -132,9 +133,7 @@ class FakeSafeRoll:
             data["status"] = "rolled_back"
             self._event("ROLLBACK", ring, None, reason, "scenario")
         else:
-            from simulator.scenarios.runner import ApiError
-
-            raise ApiError(f"refused {command}", status=409)
+            raise Conflict(f"HTTP 409: refused {command}", status=409)
         return self.detail()
 
     async def rollout(self, rollout_id):

@@ -9,12 +9,12 @@ from django.core.management import call_command
 
 from rollouts.models import DeviceDeployment, Rollout
 from saferoll.models import AuditEvent
+from simulator.api import ReleaseManagerApi
 from simulator.scenarios.runner import (
     DISASTER,
     FAST,
     HAPPY,
     PAUSE_REASON,
-    SafeRollApi,
     ScenarioResult,
     ScenarioRunner,
     format_result,
@@ -30,7 +30,7 @@ def play(scenario: str, base_url: str, token: str, *, seed: int = 42) -> Scenari
     fleet = simulated_fleet(base_url, FAST, enrollment_key=settings.SAFEROLL_ENROLLMENT_KEY, seed=seed)
 
     async def main() -> ScenarioResult:
-        api = SafeRollApi.connect(base_url, token)
+        api = ReleaseManagerApi.connect(base_url, token)
         try:
             return await ScenarioRunner(
                 scenario, api=api, fleet=fleet, timings=FAST, emit=lambda line: None

@@ -18,11 +18,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from saferoll import roles
 from saferoll.management.commands.adduser import cli_actor, user_ensure_role
+from simulator.api import ReleaseManagerApi
 from simulator.fleet import Fleet
 from simulator.management.commands.simulate import LOCAL_HOSTS, enrollment_key, positive
 from simulator.scenarios.runner import (
     SCENARIOS,
-    SafeRollApi,
     ScenarioResult,
     ScenarioRunner,
     Timings,
@@ -123,7 +123,7 @@ class Command(BaseCommand):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, first_signal)
                 installed.append(sig)
-        api = SafeRollApi.connect(api_url, token)
+        api = ReleaseManagerApi.connect(api_url, token)
         try:
             runner = ScenarioRunner(
                 scenario, api=api, fleet=fleet, timings=timings, emit=self._line, stop=stop
