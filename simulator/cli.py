@@ -27,7 +27,9 @@ from typing import Any, TextIO
 from simulator.api import ReleaseManagerApi
 from simulator.console import PROMPT, STOP_SCENARIO, Console, format_summary
 from simulator.fleet import Fleet
-from simulator.scenarios.runner import DEMO, ScenarioRunner, format_result
+from simulator.scenarios.presets import DEMO
+from simulator.scenarios.report import format_result
+from simulator.scenarios.runner import ScenarioRunner
 
 NOTICE_PERIOD_SECONDS = 1.0
 # On the way out, site gateways deliver what the devices still hold, if the server answers soon.

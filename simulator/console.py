@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from simulator.chaos import SHARE_KINDS, ChaosKind
 from simulator.health import Fault, Pattern
-from simulator.scenarios.runner import SCENARIOS
+from simulator.scenarios.presets import SCENARIOS
 
 PROMPT = "saferoll-sim> "
 

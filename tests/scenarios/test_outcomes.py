@@ -3,20 +3,9 @@ and the summary that says so."""
 
 import pytest
 
-from simulator.scenarios.runner import (
-    DEMO,
-    DISASTER,
-    FAST,
-    HAPPY,
-    MANUAL_PAUSE,
-    Check,
-    Outcome,
-    ScenarioResult,
-    _plan_matches,
-    format_result,
-    judge,
-    timings_for,
-)
+from simulator.scenarios.judge import Check, Outcome, ScenarioResult, judge
+from simulator.scenarios.presets import DEMO, DISASTER, FAST, HAPPY, MANUAL_PAUSE, plan_matches, timings_for
+from simulator.scenarios.report import format_result
 
 RINGS = ("pilot", "ring_5", "ring_25", "ring_100")
 
@@ -234,16 +223,16 @@ def test_the_fleet_size_and_interval_can_be_overridden():
     assert timings_for(fast=False) is DEMO
 
 
-def test_a_stored_plan_matches_when_it_has_the_scenarios_stages_and_gates():
+def test_a_storedplan_matches_when_it_has_the_scenarios_stages_and_gates():
     wanted = FAST.plan_definition()
     stored = {
         "stages": [{**stage, "description": ""} for stage in wanted["stages"]],
         "gate_config": dict(wanted["gate_config"]),
     }
 
-    assert _plan_matches(stored, wanted)
-    assert not _plan_matches({**stored, "gate_config": {**stored["gate_config"], "min_sample": 50}}, wanted)
-    assert not _plan_matches(
+    assert plan_matches(stored, wanted)
+    assert not plan_matches({**stored, "gate_config": {**stored["gate_config"], "min_sample": 50}}, wanted)
+    assert not plan_matches(
         {**stored, "gate_config": {**stored["gate_config"], "block_on_sev1": False}}, wanted
     )
-    assert not _plan_matches({**stored, "stages": stored["stages"][:3]}, wanted)
+    assert not plan_matches({**stored, "stages": stored["stages"][:3]}, wanted)

@@ -9,15 +9,9 @@ import datetime as dt
 import pytest
 
 from simulator.api import Conflict
-from simulator.scenarios.runner import (
-    DISASTER,
-    FAST,
-    HAPPY,
-    MANUAL_PAUSE,
-    PAUSE_REASON,
-    ScenarioResult,
-    ScenarioRunner,
-)
+from simulator.scenarios.judge import ScenarioResult
+from simulator.scenarios.presets import DISASTER, FAST, HAPPY, MANUAL_PAUSE, PAUSE_REASON
+from simulator.scenarios.runner import ScenarioRunner
 
 RINGS = ["pilot", "ring_5", "ring_25", "ring_100"]
 # Small numbers: the fake answers at once.

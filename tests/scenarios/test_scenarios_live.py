@@ -10,16 +10,10 @@ from django.core.management import call_command
 from rollouts.models import DeviceDeployment, Rollout
 from saferoll.models import AuditEvent
 from simulator.api import ReleaseManagerApi
-from simulator.scenarios.runner import (
-    DISASTER,
-    FAST,
-    HAPPY,
-    PAUSE_REASON,
-    ScenarioResult,
-    ScenarioRunner,
-    format_result,
-    simulated_fleet,
-)
+from simulator.scenarios.judge import ScenarioResult
+from simulator.scenarios.presets import DISASTER, FAST, HAPPY, PAUSE_REASON, simulated_fleet
+from simulator.scenarios.report import format_result
+from simulator.scenarios.runner import ScenarioRunner
 from telemetry.models import HealthCheck
 
 pytestmark = pytest.mark.django_db(transaction=True)

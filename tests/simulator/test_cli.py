@@ -10,7 +10,7 @@ from simulator import cli
 from simulator.cli import ScenarioAccess, SharedFleet, run_session
 from simulator.console import PROMPT
 from simulator.fleet import Fleet, FleetConfig
-from simulator.scenarios.runner import ScenarioResult
+from simulator.scenarios.judge import ScenarioResult
 from tests.simulator.fakes import BASE_URL, KEY, FakeServer, run
 
 

@@ -21,15 +21,10 @@ from saferoll.management.commands.adduser import cli_actor, user_ensure_role
 from simulator.api import ReleaseManagerApi
 from simulator.fleet import Fleet
 from simulator.management.commands.simulate import LOCAL_HOSTS, enrollment_key, positive
-from simulator.scenarios.runner import (
-    SCENARIOS,
-    ScenarioResult,
-    ScenarioRunner,
-    Timings,
-    format_result,
-    simulated_fleet,
-    timings_for,
-)
+from simulator.scenarios.judge import ScenarioResult
+from simulator.scenarios.presets import SCENARIOS, Timings, simulated_fleet, timings_for
+from simulator.scenarios.report import format_result
+from simulator.scenarios.runner import ScenarioRunner
 
 SCENARIO_USERNAME = "scenario"
 
