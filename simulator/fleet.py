@@ -312,8 +312,11 @@ class Fleet:
                 await asyncio.sleep(MIN_STEP_SECONDS)
 
     def _collect(self, device: SimDevice, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._bug(device, task.exception(), self.clock())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._bug(device, exc, self.clock())
 
     def _guarded(self, device: SimDevice, now: float, step: Callable[[float], None]) -> None:
         try:

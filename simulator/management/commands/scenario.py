@@ -105,7 +105,7 @@ class Command(BaseCommand):
     ) -> ScenarioResult:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        installed = []
+        installed: list[signal.Signals] = []
 
         def first_signal() -> None:
             # The first Ctrl-C stops the run cleanly (its rollout rolled back, the fleet stopped);
