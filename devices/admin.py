@@ -11,7 +11,7 @@ from django.utils.translation import ngettext
 
 from devices import services
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant
-from saferoll.admin import AuditedModelAdmin, ServiceAdminMixin, adopt
+from saferoll.core.admin import AuditedModelAdmin, ServiceAdminMixin, adopt
 
 
 @admin.register(HardwareVariant)

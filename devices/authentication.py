@@ -2,6 +2,7 @@
 
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions, permissions
+from rest_framework.settings import api_settings
 
 from devices.models import Device, hash_token
 
@@ -40,3 +41,8 @@ class IsDevice(permissions.BasePermission):
 
     def has_permission(self, request, view):
         return isinstance(request.auth, Device)
+
+
+# A device credential is recognised on people's endpoints so that it is refused with a clear 403
+# instead of being ignored (which would read as "not logged in").
+PEOPLE_AUTHENTICATION = [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, DeviceAuthentication]

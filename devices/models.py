@@ -32,6 +32,9 @@ class HardwareVariant(models.Model):
 class Device(models.Model):
     """One field device, known by its own id and authenticated by a hashed token."""
 
+    # As `request.auth`, a device says it is one (saferoll.core.api.permissions.is_device_credential).
+    is_device_credential = True
+
     device_id = models.CharField(max_length=50, unique=True)
     variant = models.ForeignKey(HardwareVariant, on_delete=models.PROTECT, null=True, blank=True)
     site = models.CharField(max_length=100, blank=True)

@@ -20,9 +20,8 @@ from django.utils import timezone
 
 from devices.choices import CohortKind, DeviceStatus
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant, hash_token, new_device_token
-from rollouts.choices import TERMINAL_STATUSES
-from rollouts.models import Rollout
-from saferoll.audit import Actor, audit_record, diff_fields
+from devices.signals import cohort_members_adding
+from saferoll.core.audit import Actor, audit_record, diff_fields
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,50}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
@@ -423,36 +422,6 @@ def _devices_by_id(device_ids: Iterable[str], *, field: str) -> dict[str, Device
     return found
 
 
-def _check_one_rollout_cohort(cohort: Cohort, devices: Iterable[Device], *, field: str = "add") -> None:
-    """A device belongs to at most one cohort of the unfinished rollouts of a release (002 A2).
-
-    People edit cohorts rarely and one at a time; two edits of two different cohorts adding the same
-    device at the same instant could both pass, which is accepted rather than locking every cohort."""
-    unfinished = list(Rollout.objects.exclude(status__in=TERMINAL_STATUSES).only("release_id", "stages"))
-
-    def cohorts_of(rollout: Rollout) -> set[str]:
-        return {stage.get("cohort") for stage in rollout.stages if stage.get("cohort")}
-
-    releases = {rollout.release_id for rollout in unfinished if cohort.name in cohorts_of(rollout)}
-    if not releases:
-        return
-    others = set().union(*(cohorts_of(r) for r in unfinished if r.release_id in releases)) - {cohort.name}
-    clashes = sorted(
-        CohortMembership.objects.filter(cohort__name__in=others, device__in=list(devices))
-        .values_list("device__device_id", flat=True)
-        .distinct()
-    )
-    if clashes:
-        raise ValidationError(
-            {
-                field: [
-                    "These devices already belong to another cohort of a rollout that uses this "
-                    f"cohort: {', '.join(clashes)}."
-                ]
-            }
-        )
-
-
 @transaction.atomic
 def cohort_create(
     *,
@@ -477,7 +446,9 @@ def cohort_create(
     except IntegrityError:
         raise ValidationError({"name": [f"A cohort named '{name}' already exists."]}) from None
     # A plan may name a cohort before it exists, so even a new cohort's members are checked.
-    _check_one_rollout_cohort(cohort, members.values(), field="device_ids")
+    cohort_members_adding.send(
+        sender=Cohort, cohort=cohort, devices=list(members.values()), field="device_ids"
+    )
     user = actor if getattr(actor, "is_authenticated", False) else None
     CohortMembership.objects.bulk_create(
         [CohortMembership(cohort=cohort, device=device, added_by=user) for device in members.values()]
@@ -560,7 +531,9 @@ def cohort_change_members(
     added = sorted(device_id for device_id in to_add if device_id not in current)
     removed = sorted(device_id for device_id in to_remove if device_id in current)
     if added:
-        _check_one_rollout_cohort(cohort, [to_add[device_id] for device_id in added])
+        cohort_members_adding.send(
+            sender=Cohort, cohort=cohort, devices=[to_add[device_id] for device_id in added], field="add"
+        )
         user = actor if getattr(actor, "is_authenticated", False) else None
         CohortMembership.objects.bulk_create(
             [CohortMembership(cohort=cohort, device=to_add[device_id], added_by=user) for device_id in added]

@@ -18,8 +18,8 @@ from rollouts import services_catalog
 from rollouts.choices import IncidentStatus
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout, RolloutPlan
 from rollouts.permissions import can_act
-from saferoll.admin import ReadOnlyAdminMixin, ServiceAdminMixin, adopt, pretty_json
-from saferoll.models import AuditEvent
+from saferoll.core.admin import ReadOnlyAdminMixin, ServiceAdminMixin, adopt, pretty_json
+from saferoll.core.models import AuditEvent
 
 # --- Releases ----------------------------------------------------------------------------------
 

@@ -22,10 +22,10 @@ from rollouts.choices import (
 from rollouts.emergency import emergency_stop_raise
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
-from saferoll import broadcast
-from saferoll.alerts import alert_raise
-from saferoll.audit import audit_record
-from saferoll.models import AlertLevel, FleetState
+from rollouts.signals import autopilot_round_began, evaluation_stored
+from saferoll.core.alerts import alert_raise
+from saferoll.core.audit import audit_record
+from saferoll.core.models import AlertLevel, FleetState
 from telemetry.models import HealthCheck
 from telemetry.selectors import window_start
 
@@ -66,7 +66,7 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         evaluation = services.evaluation_store(
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
-        broadcast.broadcast_evaluation(evaluation)
+        evaluation_stored.send(sender=Evaluation, evaluation=evaluation)
         _act(rollout, evaluation, now)
     return evaluation
 
@@ -142,8 +142,7 @@ def autopilot_round(*, now: dt.datetime | None = None) -> list[int]:
     FleetState.load()
     FleetState.objects.filter(pk=1).update(autopilot_last_run=now)
     # Once a round, not per check: this is the throttle on live health updates (000 §6.6).
-    broadcast.broadcast_health()
-    broadcast.broadcast_fleet()
+    autopilot_round_began.send(sender=FleetState)
     return list(Rollout.objects.filter(status__in=JUDGED_STATUSES).values_list("pk", flat=True))
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from devices.models import Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
 from rollouts.models import DeviceDeployment, Release, Rollout
-from saferoll.api.errors import Conflict
+from saferoll.core.api.errors import Conflict
 
 # Logs a device attaches to a deployment (002 E15) are capped so one device cannot fill the table.
 DIAGNOSTICS_MAX_BYTES = 64 * 1024

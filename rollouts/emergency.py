@@ -7,9 +7,9 @@ from django.utils import timezone
 from rollouts import services
 from rollouts.choices import RolloutStatus
 from rollouts.models import Rollout
-from saferoll.alerts import alert_raise
-from saferoll.audit import actor_label, audit_record
-from saferoll.models import AlertLevel, FleetState
+from saferoll.core.alerts import alert_raise
+from saferoll.core.audit import actor_label, audit_record
+from saferoll.core.models import AlertLevel, FleetState
 
 
 class EmergencyStopActive(services.TransitionRefused):

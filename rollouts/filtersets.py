@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 from rollouts.choices import RolloutStatus
 from rollouts.gates import Action
 from rollouts.models import Evaluation, Rollout, RolloutPlan
-from saferoll.filters import UtcDateTimeFilter
+from saferoll.core.filters import UtcDateTimeFilter
 
 
 class RolloutFilterSet(django_filters.FilterSet):

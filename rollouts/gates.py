@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from telemetry.health import RingHealth, round_rate
+
 # A critical boot-success verdict needs the whole 95 % Wilson interval below the critical line, so
 # the true rate is below it with at least that confidence: two failed boots in 60 checks must not
 # roll a healthy release back.
@@ -131,36 +133,6 @@ def _check_value(key: str, value: Any, type_name: str) -> Any:
 
 
 @dataclass(frozen=True)
-class RingHealth:
-    """Aggregated health of a ring over a window (000 §6.4), plus what SafeRoll adds."""
-
-    ring: str
-    total_devices: int = 0
-    crash_free_rate: float = 1.0
-    boot_success_rate: float = 1.0
-    median_latency_ms: float = 0
-    window_minutes: int = 5
-    # Devices that should have reported in the window; None when unknown.
-    expected_devices: int | None = None
-    # Checks behind the rates; None when unknown (then a rate is judged as it stands).
-    checks: int | None = None
-    availability: float | None = None
-    event_lag_ms: float | None = None
-    dropped_events: float | None = None
-
-    @property
-    def reporting_rate(self) -> float | None:
-        if not self.expected_devices:
-            return None
-        return min(1.0, self.total_devices / self.expected_devices)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["reporting_rate"] = _round(self.reporting_rate)
-        return data
-
-
-@dataclass(frozen=True)
 class Signals:
     """What the gates weigh besides health: deployments of the ring and open incidents."""
 
@@ -187,7 +159,7 @@ class Gate:
 
     def to_dict(self) -> dict[str, Any]:
         data = {
-            "value": _round(self.value),
+            "value": round_rate(self.value),
             "threshold": self.threshold,
             "operator": self.operator,
             "passed": self.passed,
@@ -196,7 +168,7 @@ class Gate:
             data["critical_threshold"] = self.critical_threshold
             data["critical"] = self.critical
         if self.upper_bound is not None:
-            data["upper_bound"] = _round(self.upper_bound)
+            data["upper_bound"] = round_rate(self.upper_bound)
         return data
 
     def describe(self) -> str:
@@ -388,9 +360,3 @@ def _show(name: str, value: float | None, digits: int = 1) -> str:
     if name in ("sev1_incidents", "dropped_events"):
         return f"{value:g}"
     return f"{value * 100:.{digits}f}%"
-
-
-def _round(value: float | int | None) -> float | int | None:
-    if isinstance(value, float):
-        return round(value, 4)
-    return value

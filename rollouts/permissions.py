@@ -1,7 +1,7 @@
 """Who may do what to rollouts and plans: the one place the API, the portal and the admin ask.
 
 Every role reads (SPEC §11); the write actions need the Django permission named here, which the
-role groups of saferoll.roles hand out: operators may pause, release managers and admins may do
+role groups of saferoll.core.roles hand out: operators may pause, release managers and admins may do
 everything.
 """
 

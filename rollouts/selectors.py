@@ -1,13 +1,16 @@
-"""What the gates judge for a rollout: the current ring's devices that run the release."""
+"""Reads of rollouts: what the gates judge (the current ring's devices that run the release), and
+devices shown with their deployments."""
 
 import datetime as dt
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from devices.models import Device
 from rollouts.choices import DeploymentState, IncidentSeverity, IncidentStatus
-from rollouts.gates import GateConfig, RingHealth, Signals
+from rollouts.gates import GateConfig, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
+from telemetry.health import RingHealth
 from telemetry.models import HealthCheck
 from telemetry.selectors import summarize, window_start
 
@@ -50,3 +53,29 @@ def rollout_signals(rollout: Rollout, ring: str) -> Signals:
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
     return Signals(deployment_failure_rate=failure_rate, open_sev1_incidents=tuple(sev1))
+
+
+# --- devices with their deployments (the people's device list and detail) ---
+
+
+def _latest_deployments() -> QuerySet[DeviceDeployment]:
+    """A device's deployments, newest first (uses the deployment's device_id index)."""
+    return DeviceDeployment.objects.filter(device=OuterRef("pk")).order_by("-created_at", "-id")
+
+
+def device_list() -> QuerySet[Device]:
+    """Devices for the list: variant joined, and the state of each one's newest deployment."""
+    return Device.objects.select_related("variant").annotate(
+        deployment_state=Subquery(_latest_deployments().values("state")[:1]),
+        deployment_rollout_id=Subquery(_latest_deployments().values("rollout__rollout_id")[:1]),
+    )
+
+
+def device_latest_deployment(device: Device) -> DeviceDeployment | None:
+    """The device's newest deployment, whatever its state, with its rollout and release."""
+    return (
+        DeviceDeployment.objects.filter(device=device)
+        .select_related("rollout__release")
+        .order_by("-created_at", "-id")
+        .first()
+    )

@@ -31,7 +31,7 @@ from rollouts.gates import Action, Decision, GateConfig, evaluate
 from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
 from rollouts.presets import default_plan
 from rollouts.selectors import rollout_ring_health, rollout_signals
-from saferoll.audit import Actor, actor_label, audit_record, diff_fields
+from saferoll.core.audit import Actor, actor_label, audit_record, diff_fields
 
 
 class TransitionRefused(Exception):

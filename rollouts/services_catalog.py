@@ -18,7 +18,7 @@ from django.utils import timezone
 from devices.models import HardwareVariant
 from rollouts.choices import IncidentSeverity, IncidentStatus
 from rollouts.models import Incident, Release
-from saferoll.audit import Actor, audit_record, diff_fields
+from saferoll.core.audit import Actor, audit_record, diff_fields
 
 # Audit actions of this module; the object type (release, incident) says what they acted on.
 ACTION_CREATE = "CREATE"

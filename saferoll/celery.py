@@ -12,7 +12,7 @@ import os
 from celery import Celery
 from django.conf import settings
 
-from saferoll import metrics
+from saferoll.core import metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saferoll.settings")
 

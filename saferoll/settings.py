@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from saferoll.env import env_bool, env_float, env_int, env_list, env_rate, env_ring_shares, env_str
+from saferoll.core.env import env_bool, env_float, env_int, env_list, env_rate, env_ring_shares, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env_str("SAFEROLL_STATE_DIR", str(BASE_DIR / ".saferoll")))
@@ -55,16 +55,17 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "channels",
-    "saferoll",
+    "saferoll.core",
     "devices",
     "rollouts",
     "telemetry",
+    "saferoll.portal",
     "simulator",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "saferoll.middleware.NulInPathMiddleware",
+    "saferoll.core.middleware.NulInPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,7 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "saferoll.middleware.DatabaseUnavailableMiddleware",
+    "saferoll.core.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "saferoll.urls"
@@ -159,9 +160,9 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_PAGINATION_CLASS": "saferoll.api.pagination.StandardPagination",
-    "DEFAULT_SCHEMA_CLASS": "saferoll.api.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "saferoll.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "saferoll.core.api.pagination.StandardPagination",
+    "DEFAULT_SCHEMA_CLASS": "saferoll.core.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "saferoll.core.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -212,10 +213,10 @@ SAFEROLL_HEALTH_BATCH_MAX = env_int("SAFEROLL_HEALTH_BATCH_MAX", 1000, minimum=1
 # A device's last_heartbeat is refreshed at most this often, to spare one write per check.
 SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS = env_float("SAFEROLL_HEARTBEAT_RESOLUTION_SECONDS", 15, minimum=0)
 
-# --- Rate limits (saferoll.ratelimits, saferoll.api.throttles) ---------------------------------
+# --- Rate limits (saferoll.core.ratelimits, saferoll.core.api.throttles) ---------------------------------
 
 # Reverse proxies in front of SafeRoll (0: clients connect to it directly). Behind them the client's
-# address is read from X-Forwarded-For (saferoll.ratelimits) and HTTPS from X-Forwarded-Proto, which
+# address is read from X-Forwarded-For (saferoll.core.ratelimits) and HTTPS from X-Forwarded-Proto, which
 # the proxies must set, overwriting whatever the client sent.
 SAFEROLL_TRUSTED_PROXIES = env_int("SAFEROLL_TRUSTED_PROXIES", 0, minimum=0)
 
@@ -236,7 +237,7 @@ SAFEROLL_THROTTLE_RATES = {
 }
 # The counts are shared by every web process through Redis; in the embedded default there is one
 # process, and its memory is enough. Nothing else in SafeRoll uses the cache. Short socket timeouts:
-# when Redis is away, limits are skipped (saferoll.ratelimits) instead of holding requests up.
+# when Redis is away, limits are skipped (saferoll.core.ratelimits) instead of holding requests up.
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -11,14 +11,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/", include("saferoll.api.urls")),
+    path("api/", include("saferoll.core.api.urls")),
     path("api/", include("devices.api.urls")),
     path("api/", include("rollouts.api.urls")),
     path("api/", include("telemetry.api.urls")),
-    path("", include("saferoll.portal_urls")),
+    path("", include("saferoll.portal.urls")),
 ]
 
-# Errors Django answers itself keep the API's error shape under /api/ (saferoll.api.errors).
-handler400 = "saferoll.api.errors.bad_request"
-handler404 = "saferoll.api.errors.not_found"
-handler500 = "saferoll.api.errors.server_error"
+# Errors Django answers itself keep the API's error shape under /api/ (saferoll.core.api.errors).
+handler400 = "saferoll.core.api.errors.bad_request"
+handler404 = "saferoll.core.api.errors.not_found"
+handler500 = "saferoll.core.api.errors.server_error"

@@ -10,9 +10,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from saferoll import fleet_metrics, portal_views, selectors
-from saferoll.metrics import CHALLENGE, UNAUTHORIZED, bearer_token_accepted
-from saferoll.status import autopilot_status
+from saferoll.core.metrics import CHALLENGE, UNAUTHORIZED, bearer_token_accepted
+from saferoll.core.status import autopilot_status
+from saferoll.portal import fleet_metrics, selectors
+from saferoll.portal import views as portal_views
 
 logger = logging.getLogger(__name__)
 

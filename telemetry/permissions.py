@@ -29,7 +29,7 @@ class CanReportHealth(permissions.BasePermission):
         "Reporting health takes a device credential ('Authorization: Device <token>') "
         "or the permission to report on behalf of devices."
     )
-    admits_devices = True  # the schema offers the device credential (devices.api.protocol)
+    admits_devices = True  # the schema offers the device credential (rollouts.api.protocol)
 
     def has_permission(self, request, view) -> bool:
         if isinstance(request.auth, Device):

@@ -19,7 +19,7 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from devices.models import Device
-from rollouts.gates import RingHealth
+from telemetry.health import RingHealth
 from telemetry.models import HealthCheck
 
 

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from saferoll import roles
+from saferoll.core import roles
 from tests.factories import UserFactory
 
 # Rate limits count in the default cache. Tests keep theirs in memory: clearing a Redis cache would

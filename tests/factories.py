@@ -12,7 +12,7 @@ from devices.models import Cohort, Device, HardwareVariant, hash_token
 from rollouts.choices import DeploymentState, IncidentSeverity
 from rollouts.gates import GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout, RolloutPlan
-from saferoll import roles
+from saferoll.core import roles
 from telemetry.models import HealthCheck
 
 DEMO_STAGES = [

@@ -2,7 +2,8 @@
 
 import pytest
 
-from rollouts.gates import Action, GateConfig, RingHealth, Signals, evaluate, wilson_upper_bound
+from rollouts.gates import Action, GateConfig, Signals, evaluate, wilson_upper_bound
+from telemetry.health import RingHealth
 
 CONFIG = GateConfig(min_sample=10)
 

@@ -1,9 +1,9 @@
-"""The role groups that the migrations create hold exactly the permissions saferoll.roles names."""
+"""The role groups that the migrations create hold exactly the permissions saferoll.core.roles names."""
 
 import pytest
 from django.contrib.auth.models import Group, Permission
 
-from saferoll import roles
+from saferoll.core import roles
 
 
 def _labels(group: Group) -> set[str]:

@@ -8,15 +8,13 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from devices import selectors, services
-from devices.api.devices import (
-    PEOPLE_AUTHENTICATION,
-    StrictSerializer,
-    service_errors,
-)
+from devices.authentication import PEOPLE_AUTHENTICATION
 from devices.choices import CohortKind
 from devices.filtersets import CohortFilterSet
 from devices.models import Cohort
-from saferoll.api.permissions import ActionPermission
+from saferoll.core.api.errors import service_errors
+from saferoll.core.api.permissions import ActionPermission
+from saferoll.core.api.serializers import StrictSerializer
 
 COHORT_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,50}$"
 MAX_MEMBER_CHANGES = 10_000

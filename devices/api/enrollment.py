@@ -7,8 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from devices import services
-from devices.api.devices import StrictSerializer, service_errors
-from saferoll.api.throttles import THROTTLED_RESPONSE, EnrollmentThrottle
+from saferoll.core.api.errors import service_errors
+from saferoll.core.api.serializers import StrictSerializer
+from saferoll.core.api.throttles import THROTTLED_RESPONSE, EnrollmentThrottle
 
 
 class EnrollmentSerializer(StrictSerializer):

@@ -2,7 +2,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("devices.api.enrollment")),
-    path("", include("devices.api.devices")),
     path("", include("devices.api.cohorts")),
-    path("", include("devices.api.protocol")),
 ]

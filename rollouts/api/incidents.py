@@ -13,10 +13,10 @@ from rest_framework.routers import SimpleRouter
 from rollouts import services_catalog
 from rollouts.choices import IncidentSeverity
 from rollouts.models import Incident, Release
-from saferoll.api.errors import error_response
-from saferoll.api.fields import NamedObjectField
-from saferoll.api.permissions import ActionPermission
-from saferoll.filters import UtcDateTimeFilter
+from saferoll.core.api.errors import error_response
+from saferoll.core.api.fields import NamedObjectField
+from saferoll.core.api.permissions import ActionPermission
+from saferoll.core.filters import UtcDateTimeFilter
 
 
 class IncidentFilter(django_filters.FilterSet):

@@ -23,7 +23,7 @@ from rollouts.filtersets import RolloutPlanFilterSet
 from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
 from rollouts.permissions import PlanPermission
-from saferoll.api.fields import TimeOfDayField
+from saferoll.core.api.fields import TimeOfDayField
 
 
 class PlanSerializer(serializers.ModelSerializer):

@@ -17,15 +17,15 @@ from rest_framework.routers import SimpleRouter
 from devices.authentication import DeviceAuthentication, IsDevice
 from rollouts import services_catalog
 from rollouts.models import Release
-from saferoll.api.errors import error_response
-from saferoll.api.fields import NamedObjectField
-from saferoll.api.permissions import ActionPermission
+from saferoll.core.api.errors import error_response
+from saferoll.core.api.fields import NamedObjectField
+from saferoll.core.api.permissions import ActionPermission
 
 
 class ReleaseArtifactPermission(permissions.BasePermission):
     """A device (its own credential) or a person allowed to read releases."""
 
-    admits_devices = True  # the schema offers the device credential (devices.api.protocol)
+    admits_devices = True  # the schema offers the device credential (rollouts.api.protocol)
 
     def has_permission(self, request, view) -> bool:
         return IsDevice().has_permission(request, view) or ActionPermission().has_permission(request, view)

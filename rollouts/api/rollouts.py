@@ -31,10 +31,10 @@ from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
-from saferoll.api.errors import Conflict
-from saferoll.api.fields import NamedObjectField, TimeOfDayField
-from saferoll.api.pagination import StandardPagination
-from saferoll.models import AuditEvent
+from saferoll.core.api.errors import Conflict
+from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
+from saferoll.core.api.pagination import StandardPagination
+from saferoll.core.models import AuditEvent
 from telemetry.api.serializers import SeriesPointSerializer
 from telemetry.selectors import ring_series
 

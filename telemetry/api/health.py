@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from devices.authentication import DeviceAuthentication
-from saferoll.api.errors import error_response
-from saferoll.api.throttles import THROTTLED_RESPONSE, HealthBatchThrottle, HealthThrottle
+from saferoll.core.api.errors import error_response
+from saferoll.core.api.throttles import THROTTLED_RESPONSE, HealthBatchThrottle, HealthThrottle
 from telemetry import metrics, selectors
 from telemetry.api.serializers import (
     HealthBatchErrorSerializer,

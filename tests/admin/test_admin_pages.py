@@ -6,8 +6,8 @@ from django.test import Client
 from django.urls import reverse
 
 from devices.models import CohortMembership
-from saferoll.audit import audit_record
-from saferoll.models import Alert, AuditEvent, FleetState
+from saferoll.core.audit import audit_record
+from saferoll.core.models import Alert, AuditEvent, FleetState
 from tests.factories import (
     CohortFactory,
     DeviceDeploymentFactory,

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant, hash_token
 from rollouts.models import Incident, Release, RolloutPlan
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from tests.factories import (
     DEMO_STAGES,
     CohortFactory,

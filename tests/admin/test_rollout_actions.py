@@ -8,8 +8,8 @@ from rollouts import services as lifecycle
 from rollouts.choices import RolloutStatus
 from rollouts.gates import Action, Decision
 from rollouts.models import Rollout
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 from tests.factories import DeviceFactory, ReleaseFactory, RolloutFactory, RolloutPlanFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

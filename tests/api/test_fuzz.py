@@ -35,9 +35,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from rollouts import services
-from saferoll import roles
-from saferoll.alerts import alert_raise
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.alerts import alert_raise
+from saferoll.core.models import AuditEvent
 from saferoll.wsgi import application
 from tests.factories import (
     CohortFactory,

@@ -11,7 +11,7 @@ from rollouts import autopilot, services
 from rollouts.choices import DeploymentState, IncidentSeverity, RolloutStatus
 from rollouts.emergency import emergency_stop_lift, emergency_stop_raise
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
-from saferoll.models import Alert, AuditEvent, FleetState
+from saferoll.core.models import Alert, AuditEvent, FleetState
 from tests.autopilot.conftest import activate_ring, report
 from tests.factories import DeviceFactory, HealthCheckFactory, IncidentFactory
 

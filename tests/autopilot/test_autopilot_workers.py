@@ -10,7 +10,7 @@ from django.utils import timezone
 from rollouts import autopilot
 from rollouts.choices import RolloutStatus
 from rollouts.models import Rollout
-from saferoll.models import AuditEvent, FleetState
+from saferoll.core.models import AuditEvent, FleetState
 from tests.autopilot.conftest import report
 from tests.conftest import autopilot_on_redis
 

@@ -4,8 +4,8 @@ import pytest
 
 from rollouts.choices import IncidentStatus, RolloutStatus
 from rollouts.models import Incident
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 from tests.factories import IncidentFactory, ReleaseFactory, RolloutFactory
 
 pytestmark = pytest.mark.django_db

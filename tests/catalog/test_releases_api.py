@@ -8,8 +8,8 @@ from rest_framework.test import APIClient
 
 from devices.models import HardwareVariant
 from rollouts.models import Release
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 from tests.factories import DeviceFactory, HardwareVariantFactory, ReleaseFactory, device_token
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@ import pytest
 from devices import services
 from devices.models import Cohort, CohortMembership
 from rollouts.choices import RolloutStatus
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from tests.factories import CohortFactory, DeviceFactory, RolloutFactory
 
 pytestmark = pytest.mark.django_db

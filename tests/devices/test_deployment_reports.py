@@ -5,8 +5,8 @@ from rollouts import deployments
 from rollouts.choices import DeploymentState, RolloutStatus
 from rollouts.deployments import DIAGNOSTICS_MAX_BYTES
 from rollouts.models import DeviceDeployment
-from saferoll.api.errors import Conflict
-from saferoll.models import AuditEvent
+from saferoll.core.api.errors import Conflict
+from saferoll.core.models import AuditEvent
 from tests.factories import DeviceDeploymentFactory, DeviceFactory, ReleaseFactory, RolloutFactory
 
 pytestmark = pytest.mark.django_db

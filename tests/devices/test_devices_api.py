@@ -3,7 +3,7 @@ import pytest
 from devices.choices import DeviceStatus
 from devices.models import Device, hash_token
 from rollouts.choices import DeploymentState
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from tests.devices.conftest import client_for_token
 from tests.factories import (
     CohortFactory,

@@ -4,7 +4,7 @@ import pytest
 
 from devices.choices import DeviceStatus
 from devices.models import Device, HardwareVariant, hash_token
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from tests.devices.conftest import FLEET_KEY, client_for_token
 from tests.factories import DeviceFactory
 

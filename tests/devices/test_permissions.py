@@ -4,8 +4,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 from tests.conftest import client_for
 from tests.factories import CohortFactory, DeviceDeploymentFactory, UserFactory
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from devices import services
 from devices.choices import DeviceStatus
 from devices.models import Device
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from tests.devices.conftest import FLEET_KEY
 from tests.factories import DeviceFactory, UserFactory
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from saferoll.api.throttles import RateThrottle
+from saferoll.core.api.throttles import RateThrottle
 from tests.devices.conftest import FLEET_KEY
 from tests.factories import DeviceFactory
 

@@ -20,7 +20,7 @@ from rollouts import services
 from rollouts.choices import DeploymentState
 from rollouts.gates import GateConfig
 from rollouts.models import DeviceDeployment, Rollout
-from saferoll import roles
+from saferoll.core import roles
 from tests.factories import (
     DEMO_STAGES,
     DeviceFactory,

@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from rollouts import services
 from rollouts.models import DeviceDeployment, Rollout
-from saferoll import roles
-from saferoll.alerts import alert_raise
-from saferoll.models import AlertLevel, FleetState
+from saferoll.core import roles
+from saferoll.core.alerts import alert_raise
+from saferoll.core.models import AlertLevel, FleetState
 from telemetry.models import HealthCheck
 from tests.portal.conftest import report_healthy
 
@@ -146,7 +146,7 @@ def test_promote_is_disabled_with_the_gates_reason(browser_page, rollout_factory
 
     # Devices report healthy; the autopilot's evaluation reaches the page and enables the button.
     report_healthy(rollout)
-    from saferoll.broadcast import broadcast_evaluation
+    from saferoll.portal.broadcast import broadcast_evaluation
     from tests.factories import EvaluationFactory
 
     broadcast_evaluation(EvaluationFactory(rollout=rollout, action="PROMOTE", reason="All gates passed."))
@@ -159,7 +159,7 @@ def test_the_emergency_stop_banner_appears_on_every_open_page(browser_page, roll
     page.goto("/devices")
     expect()(page.locator("[data-live-indicator]")).to_have_attribute("data-state", "connected")
     from rollouts.emergency import emergency_stop_raise
-    from saferoll.broadcast import broadcast_fleet
+    from saferoll.portal.broadcast import broadcast_fleet
 
     emergency_stop_raise(actor=None, reason="Hospital network outage")
     broadcast_fleet()

@@ -1,4 +1,4 @@
-"""WS /ws and saferoll.broadcast: who may listen, and what a page hears after a change commits."""
+"""WS /ws and saferoll.portal.broadcast: who may listen, and what a page hears after a change commits."""
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -7,10 +7,11 @@ from django.db import transaction
 from django.test import Client
 
 from rollouts import services
-from saferoll import broadcast, roles
-from saferoll.alerts import alert_raise
 from saferoll.asgi import application
-from saferoll.models import AlertLevel
+from saferoll.core import roles
+from saferoll.core.alerts import alert_raise
+from saferoll.core.models import AlertLevel
+from saferoll.portal import broadcast
 from tests.factories import EvaluationFactory
 from tests.portal.conftest import IN_MEMORY_LAYER
 from tests.portal.wsclient import WebsocketCommunicator

@@ -13,9 +13,9 @@ from django.utils import timezone
 from rollouts import services
 from rollouts.choices import IncidentStatus, RolloutStatus
 from rollouts.models import Incident, Rollout
-from saferoll import roles
-from saferoll.alerts import alert_raise
-from saferoll.models import Alert, AlertLevel, AuditEvent, FleetState
+from saferoll.core import roles
+from saferoll.core.alerts import alert_raise
+from saferoll.core.models import Alert, AlertLevel, AuditEvent, FleetState
 from tests.factories import DeviceFactory, HealthCheckFactory, IncidentFactory, ReleaseFactory
 from tests.portal.conftest import fast_plan
 

@@ -11,7 +11,7 @@ from django.contrib.auth import forms as auth_forms
 from django.test import Client
 from django.urls import reverse
 
-from saferoll import roles
+from saferoll.core import roles
 from tests.portal.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ import pytest
 from rollouts import services
 from rollouts.gates import GateConfig
 from rollouts.models import Release, Rollout
-from saferoll import roles
+from saferoll.core import roles
 from tests.factories import DeviceFactory, ReleaseFactory, RolloutPlanFactory, UserFactory
 
 # Per ring, how many devices the test fleet holds: enough for the minimum sample of 10.

@@ -4,7 +4,7 @@ import pytest
 
 from rollouts import services
 from rollouts.choices import EvaluationSource
-from saferoll import roles
+from saferoll.core import roles
 from tests.factories import EvaluationFactory, ReleaseFactory
 from tests.rollouts.helpers import report
 

@@ -3,8 +3,8 @@
 import pytest
 
 from rollouts.models import RolloutPlan
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,8 +5,8 @@ import pytest
 from rollouts import services
 from rollouts.choices import DeploymentState
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 from tests.conftest import client_for
 from tests.factories import ReleaseFactory, RolloutPlanFactory, UserFactory
 from tests.rollouts.helpers import age_out_checks, report

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 
 from rollouts import services
 from rollouts.models import DeviceDeployment, Rollout
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from tests.rollouts.helpers import report
 
 # Long enough for two threads to reach a row lock on a loaded machine; the race itself never waits.

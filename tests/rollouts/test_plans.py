@@ -8,7 +8,7 @@ from django.test import override_settings
 from rollouts import presets, services
 from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

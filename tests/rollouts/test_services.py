@@ -8,7 +8,7 @@ from rollouts import services
 from rollouts.choices import DeploymentState, EvaluationSource, RolloutStatus
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
-from saferoll.models import AuditEvent, FleetState
+from saferoll.core.models import AuditEvent, FleetState
 from tests.factories import (
     CohortFactory,
     DeviceFactory,

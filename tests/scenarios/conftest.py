@@ -11,8 +11,8 @@ import pytest
 from django.test.utils import override_settings
 
 from rollouts import services_catalog
-from saferoll import roles
-from saferoll.management.commands.adduser import user_ensure_role
+from saferoll.core import roles
+from saferoll.core.management.commands.adduser import user_ensure_role
 from tests.conftest import autopilot_on_redis
 
 # The autopilot's period in these tests: the 1–2 s of the scenarios' fast timings.

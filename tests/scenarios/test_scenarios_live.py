@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from rollouts.models import DeviceDeployment, Rollout
-from saferoll.models import AuditEvent
+from saferoll.core.models import AuditEvent
 from simulator.api import ReleaseManagerApi
 from simulator.scenarios.judge import ScenarioResult
 from simulator.scenarios.presets import DISASTER, FAST, HAPPY, PAUSE_REASON, simulated_fleet

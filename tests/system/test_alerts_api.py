@@ -2,7 +2,7 @@
 
 import pytest
 
-from saferoll.alerts import alert_raise
+from saferoll.core.alerts import alert_raise
 
 pytestmark = pytest.mark.django_db
 

@@ -4,8 +4,8 @@ portal's pages elsewhere."""
 import pytest
 from django.test import RequestFactory
 
-from saferoll import roles
-from saferoll.api.errors import server_error
+from saferoll.core import roles
+from saferoll.core.api.errors import server_error
 
 pytestmark = pytest.mark.django_db
 

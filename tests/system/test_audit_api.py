@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from saferoll import roles
-from saferoll.audit import audit_record
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.audit import audit_record
+from saferoll.core.models import AuditEvent
 from tests.factories import ReleaseFactory, RolloutFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

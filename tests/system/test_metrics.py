@@ -13,8 +13,8 @@ from django.utils import timezone
 from devices.choices import DeviceStatus
 from rollouts import services
 from rollouts.choices import EvaluationSource, RolloutStatus
-from saferoll.alerts import alert_raise
-from saferoll.models import AlertLevel, FleetState
+from saferoll.core.alerts import alert_raise
+from saferoll.core.models import AlertLevel, FleetState
 from tests.conftest import client_for
 from tests.factories import (
     DeviceFactory,

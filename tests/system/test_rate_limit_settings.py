@@ -11,7 +11,7 @@ import redis
 from django.conf import settings
 from django.test import Client
 
-from saferoll.env import parse_rate
+from saferoll.core.env import parse_rate
 from tests.factories import DeviceFactory, UserFactory
 from tests.telemetry.support import check, device_client
 

@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from rollouts.choices import RolloutStatus
-from saferoll.models import FleetState
+from saferoll.core.models import FleetState
 from tests.factories import DeviceFactory, RolloutFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

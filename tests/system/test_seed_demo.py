@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 from devices.models import Device, HardwareVariant, hash_token
 from devices.services import device_enroll
 from rollouts.models import Release, RolloutPlan
-from saferoll import roles
-from saferoll.models import AuditEvent
+from saferoll.core import roles
+from saferoll.core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import io
 import uvicorn
 from django.core.management import call_command
 
-from saferoll.management.commands import serve
+from saferoll.portal.management.commands import serve
 
 
 def test_it_configures_uvicorn_for_the_asgi_application():

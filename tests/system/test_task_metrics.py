@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from rollouts import autopilot, tasks
-from saferoll import metrics
+from saferoll.core import metrics
 from tests.system.metrics_support import parse, scrape, value
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +127,7 @@ def test_a_forking_worker_without_a_multiprocess_directory_says_its_children_go_
     settings.SAFEROLL_WORKER_METRICS_PORT = 9808
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
 
-    with caplog.at_level(logging.WARNING, logger="saferoll.metrics"):
+    with caplog.at_level(logging.WARNING, logger="saferoll.core.metrics"):
         metrics.on_worker_init(sender=FakeWorker("prefork"))
         metrics.on_worker_init(sender=FakeWorker("threads"))
 

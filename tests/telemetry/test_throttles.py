@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from saferoll.api.throttles import RateThrottle
+from saferoll.core.api.throttles import RateThrottle
 from telemetry.models import HealthCheck
 from tests.factories import DeviceFactory
 from tests.telemetry.support import check, device_client

@@ -58,9 +58,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
-from saferoll import roles
-from saferoll.management.commands.adduser import cli_actor
-from saferoll.management.commands.seed_demo import demo_logins, gateway_account_ensure, write_logins
+from saferoll.core import roles
+from saferoll.core.management.commands.adduser import cli_actor
+from saferoll.portal.management.commands.seed_demo import demo_logins, gateway_account_ensure, write_logins
 from simulator.cli import ScenarioAccess, run_session
 from simulator.fleet import Fleet, FleetConfig
 from simulator.management.commands.simulate import jitter, positive

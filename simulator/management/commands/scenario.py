@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from saferoll import roles
-from saferoll.management.commands.adduser import cli_actor, user_ensure_role
+from saferoll.core import roles
+from saferoll.core.management.commands.adduser import cli_actor, user_ensure_role
 from simulator.api import ReleaseManagerApi
 from simulator.fleet import Fleet
 from simulator.management.commands.simulate import LOCAL_HOSTS, enrollment_key, positive

@@ -1,0 +1,637 @@
+"""The portal's rollout pages: detail (with its live fragment and health series), the actions,
+new rollout, releases and incidents.
+
+Every action goes through rollouts.services with actor=request.user after the permission check
+of rollouts.permissions; a refusal is shown as a message and the page redirects back (PRG). What a
+button says when it is disabled comes from the same rules the services apply
+(services.transition_refusal, the emergency stop, the gate decision), so the page and the server agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Prefetch, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from devices.models import Device
+from rollouts import services, services_catalog
+from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, IncidentStatus, RolloutStatus
+from rollouts.emergency import EmergencyStopActive, emergency_stop_check
+from rollouts.gates import Action, Decision, GateConfig
+from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout
+from rollouts.permissions import can_act
+from rollouts.selectors import rollout_ring_health
+from saferoll.core.models import FleetState
+from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
+from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
+from saferoll.portal.views import back, paginate, reader_required
+from telemetry.health import RingHealth
+from telemetry.selectors import ring_series
+
+# Chart ranges the page offers (minutes); SPEC §4 asks for 10–60.
+SERIES_RANGES = (10, 30, 60)
+SERIES_DEFAULT = 30
+# The gates that judge health need the minimum sample (rollouts.gates: Gate.needs_sample); with too
+# little data their values are the empty window's defaults and must not be shown as passing.
+SAMPLE_GATES = {
+    "crash_free_rate",
+    "boot_success_rate",
+    "median_latency_ms",
+    "availability",
+    "event_lag_ms",
+    "dropped_events",
+}
+
+
+# --- what the detail page shows ----------------------------------------------------------------
+
+
+@dataclass
+class ActionButton:
+    """One action button of the detail page, with the text of its confirmation dialog."""
+
+    name: str
+    label: str
+    style: str  # primary, warning, danger
+    icon: str
+    confirm_title: str
+    confirm_text: str
+    reason: str = "optional"  # or "required"
+    refusal: str | None = None  # why the button is disabled; None when it may be used now
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+def _load(rollout_id: str) -> Rollout:
+    rollout = (
+        Rollout.objects.select_related("release__previous_release", "plan", "created_by")
+        .filter(rollout_id=rollout_id)
+        .first()
+    )
+    if rollout is None:
+        raise Http404(f"Rollout {rollout_id} not found.")
+    return rollout
+
+
+def _decision(rollout: Rollout) -> Decision | None:
+    """A fresh judgement of the ring (stored nowhere), for the gates panel and the buttons."""
+    if rollout.status not in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED) or not rollout.current_ring:
+        return None
+    try:
+        return services.rollout_evaluate(rollout=rollout)
+    except services.TransitionRefused:
+        return None
+
+
+def _emergency_refusal(action: str) -> str | None:
+    try:
+        emergency_stop_check(action)
+    except EmergencyStopActive as exc:
+        return str(exc)
+    return None
+
+
+# The buttons offered in each status; the rest make no sense there (a finished rollout has none).
+OFFERED_ACTIONS = {
+    RolloutStatus.CREATED: ("start", "rollback"),
+    RolloutStatus.ACTIVE: ("promote", "pause", "rollback"),
+    RolloutStatus.PAUSED: ("resume", "promote", "rollback"),
+}
+
+
+def _describe_action(name: str, rollout: Rollout) -> ActionButton:
+    version = rollout.release.version
+    ring = ring_label(rollout.current_ring)
+    if name == "start":
+        first = ring_label(rollout.ring_names[0]) if rollout.ring_names else "the first ring"
+        return ActionButton(
+            name=name,
+            label=f"Start in {first}",
+            style="primary",
+            icon="play",
+            confirm_title=f"Start the rollout of {version}?",
+            confirm_text=f"{version} is deployed to the devices of {first}. SafeRoll then watches their health.",
+        )
+    if name == "promote":
+        next_ring = rollout.next_ring() if rollout.current_ring else None
+        label = f"Promote to {ring_label(next_ring)}" if next_ring else "Complete rollout"
+        move = (
+            f"{version} goes from {ring} to {ring_label(next_ring)}, reaching more devices."
+            if next_ring
+            else f"{ring} is the last ring: the rollout of {version} is marked complete."
+        )
+        return ActionButton(
+            name=name,
+            label=label,
+            style="primary",
+            icon="forward",
+            confirm_title=f"{label}?",
+            confirm_text=f"{move} SafeRoll checks the SLO gates again before it moves.",
+        )
+    if name == "pause":
+        return ActionButton(
+            name=name,
+            label="Pause",
+            style="warning",
+            icon="pause",
+            confirm_title=f"Pause the rollout of {version}?",
+            confirm_text=f"The rollout stays in {ring}: no further ring is deployed until someone resumes it. "
+            "Devices already updating carry on.",
+        )
+    if name == "resume":
+        return ActionButton(
+            name=name,
+            label="Resume",
+            style="primary",
+            icon="play",
+            confirm_title=f"Resume the rollout of {version} in {ring}?",
+            confirm_text=f"SafeRoll evaluates {ring} again first; the ring's bake time starts over.",
+        )
+    previous = rollout.release.previous_release
+    back_to = previous.version if previous else "the version each device ran before"
+    return ActionButton(
+        name=name,
+        label="Roll back",
+        style="danger",
+        icon="rollback",
+        confirm_title=f"Roll back {version}?",
+        confirm_text=f"Every device that received {version} returns to {back_to}; devices still waiting are "
+        "cancelled. The rollout ends and cannot be resumed.",
+        reason="required",
+    )
+
+
+def _refusal(name: str, rollout: Rollout, decision: Decision | None) -> str | None:
+    """Why `name` cannot be done now, as the service would say it: the state machine first, then
+    the emergency stop, then the gates (promote needs PROMOTE; resume is refused on PAUSE/ROLLBACK)."""
+    refusal = services.transition_refusal(rollout, name)
+    if refusal is None and name in ("start", "promote", "resume"):
+        refusal = _emergency_refusal(f"{name} a rollout")
+    if refusal is None and decision is not None:
+        if name == "promote" and decision.action != Action.PROMOTE:
+            refusal = f"Cannot promote: {decision.action.value} — {decision.reason}"
+        if name == "resume" and decision.action in (Action.PAUSE, Action.ROLLBACK):
+            refusal = f"Cannot resume: {decision.action.value} — {decision.reason}"
+    return refusal
+
+
+def _action_buttons(rollout: Rollout, user, decision: Decision | None) -> list[ActionButton]:
+    """The buttons this user's role may use, each disabled with the reason when not possible now."""
+    buttons = []
+    for name in OFFERED_ACTIONS.get(rollout.status, ()):
+        if can_act(user, name):
+            button = _describe_action(name, rollout)
+            button.refusal = _refusal(name, rollout, decision)
+            buttons.append(button)
+    return buttons
+
+
+def _metric_card(
+    key: str,
+    title: str,
+    value: float | None,
+    threshold: float | None,
+    operator: str,
+    *,
+    rate: bool,
+    critical: float | None,
+    judged: bool,
+    detail: str = "",
+) -> dict[str, Any]:
+    show = pct if rate else ms
+    goal = (
+        f"Goal {'≥' if operator == '>=' else '≤'} {show(threshold)}"
+        if threshold is not None
+        else "No goal set"
+    )
+    if value is None:
+        return {
+            "key": key,
+            "title": title,
+            "value": "—",
+            "goal": goal,
+            "tone": "neutral",
+            "badge": "NO DATA",
+            "detail": detail or "Nobody reported in the window.",
+        }
+    if threshold is None:
+        return {
+            "key": key,
+            "title": title,
+            "value": show(value),
+            "goal": goal,
+            "tone": "neutral",
+            "badge": "NOT GATED",
+            "detail": detail,
+        }
+    tone = metric_tone(value, threshold, operator, rate=rate)
+    badge = {"pass": "PASSING", "warn": "WARNING", "fail": "FAILING"}[tone]
+    is_critical = critical is not None and (value < critical if operator == ">=" else value > critical)
+    if is_critical:
+        badge = "CRITICAL"
+    if not judged:
+        tone, badge = "neutral", "TOO FEW DEVICES"
+    return {
+        "key": key,
+        "title": title,
+        "value": show(value),
+        "goal": goal,
+        "tone": tone,
+        "badge": badge,
+        "detail": detail,
+    }
+
+
+def _metric_cards(health: RingHealth | None, config: GateConfig) -> list[dict[str, Any]]:
+    if health is None:
+        health = RingHealth(ring="")
+    reporting = health.total_devices
+    empty = reporting == 0
+    judged = reporting >= config.min_sample
+    sample = (
+        f"{reporting} device{'s' if reporting != 1 else ''} reporting (at least {config.min_sample} needed)"
+    )
+    cards = [
+        _metric_card(
+            "crash_free_rate",
+            "Crash-free rate",
+            None if empty else health.crash_free_rate,
+            config.crash_free_min,
+            ">=",
+            rate=True,
+            critical=config.crash_free_critical,
+            judged=judged,
+            detail=sample if not empty else "",
+        ),
+        _metric_card(
+            "boot_success_rate",
+            "Boot success",
+            None if empty else health.boot_success_rate,
+            config.boot_success_min,
+            ">=",
+            rate=True,
+            critical=config.boot_success_critical,
+            judged=judged,
+            detail=sample if not empty else "",
+        ),
+        _metric_card(
+            "median_latency_ms",
+            "Median latency",
+            None if empty else health.median_latency_ms,
+            config.latency_max_ms,
+            "<=",
+            rate=False,
+            critical=config.latency_critical_ms,
+            judged=judged,
+            detail=sample if not empty else "",
+        ),
+    ]
+    expected = health.expected_devices
+    cards.append(
+        _metric_card(
+            "reporting_rate",
+            "Reporting rate",
+            health.reporting_rate,
+            config.reporting_rate_min,
+            ">=",
+            rate=True,
+            critical=config.reporting_rate_critical,
+            judged=bool(expected) and expected >= config.min_sample,
+            detail=f"{reporting} of {expected} expected devices reported"
+            if expected
+            else "No device has been running the release long enough to be expected to report.",
+        )
+    )
+    return cards
+
+
+def _gates(decision: Decision | None, config: GateConfig) -> list[dict[str, Any]]:
+    if decision is None:
+        return []
+    evaluation = decision.evaluation
+    enough = (evaluation.get("health") or {}).get("total_devices", 0) >= config.min_sample
+    gates = []
+    for name, gate in (evaluation.get("gates") or {}).items():
+        judged = enough or name not in SAMPLE_GATES
+        if not judged:
+            tone = "neutral"
+        elif not gate.get("passed"):
+            tone = "fail"
+        elif name in RATE_GATES | {"median_latency_ms", "event_lag_ms"} and gate.get("threshold") is not None:
+            tone = metric_tone(
+                gate.get("value"),
+                gate["threshold"],
+                gate["operator"],
+                rate=name in RATE_GATES and gate["operator"] == ">=",
+            )
+        else:
+            tone = "pass"
+        gates.append({"name": name, "gate": gate, "judged": judged, "tone": tone})
+    return gates
+
+
+def _ring_steps(rollout: Rollout, by_ring: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """The ring progress with each ring's device counts."""
+    return [
+        {**step, **by_ring.get(step["ring"], {"targeted": 0, "exposed": 0})} for step in ring_states(rollout)
+    ]
+
+
+def _blast_radius(rollout: Rollout) -> dict[str, Any]:
+    """Devices exposed to the release (received it), devices spared, of the whole fleet."""
+    rows = (
+        DeviceDeployment.objects.filter(rollout=rollout)
+        .order_by()
+        .values_list("ring", "state")
+        .annotate(n=Count("id"))
+    )
+    by_ring: dict[str, dict[str, int]] = {}
+    for ring, state, count in rows:
+        entry = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
+        entry["targeted"] += count
+        if state in EXPOSED_STATES:
+            entry["exposed"] += count
+    exposed = sum(entry["exposed"] for entry in by_ring.values())
+    targeted = sum(entry["targeted"] for entry in by_ring.values())
+    fleet = Device.objects.count()
+    spared = max(fleet - exposed, 0)
+    return {
+        "by_ring": by_ring,
+        "exposed": exposed,
+        "targeted": targeted,
+        "fleet": fleet,
+        "spared": spared,
+        "exposed_share": round(100 * exposed / fleet, 1) if fleet else 0,
+        "spared_share": round(100 * spared / fleet, 1) if fleet else 0,
+    }
+
+
+def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
+    config = GateConfig.from_dict(rollout.gate_config)
+    health = rollout_ring_health(rollout, rollout.current_ring) if rollout.current_ring else None
+    decision = _decision(rollout)
+    blast = _blast_radius(rollout)
+    events = rollout.events.order_by("-created_at", "-id")
+    last_autopilot = (
+        Evaluation.objects.filter(rollout=rollout, source="autopilot").order_by("-created_at", "-id").first()
+    )
+    return {
+        "rollout": rollout,
+        "config": config,
+        "health": health,
+        "decision": decision,
+        "cards": _metric_cards(health, config),
+        "gates": _gates(decision, config),
+        "steps": _ring_steps(rollout, blast["by_ring"]),
+        "blast": blast,
+        "events": events,
+        "buttons": _action_buttons(rollout, request.user, decision),
+        "is_finished": rollout.status in TERMINAL_STATUSES,
+        "last_autopilot": last_autopilot,
+        "fleet_state": FleetState.load(),
+        "series_ranges": SERIES_RANGES,
+        "series_default": SERIES_DEFAULT,
+    }
+
+
+@require_GET
+@reader_required
+def rollout_detail(request: HttpRequest, rollout_id: str) -> HttpResponse:
+    rollout = _load(rollout_id)
+    return render(request, "rollouts/detail.html", detail_context(request, rollout))
+
+
+@require_GET
+@reader_required
+def rollout_fragment(request: HttpRequest, rollout_id: str) -> HttpResponse:
+    """The detail page's live parts, server-rendered, for the page to swap in when something changes."""
+    rollout = _load(rollout_id)
+    return render(request, "rollouts/partials/detail_live.html", detail_context(request, rollout))
+
+
+@require_GET
+@reader_required
+def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
+    """Per-minute health of the devices the rollout deployed in its current ring, on its version."""
+    rollout = _load(rollout_id)
+    try:
+        minutes = int(request.GET.get("minutes", SERIES_DEFAULT))
+    except ValueError:
+        minutes = SERIES_DEFAULT
+    if minutes not in SERIES_RANGES:
+        minutes = SERIES_DEFAULT
+    config = GateConfig.from_dict(rollout.gate_config)
+    points = []
+    if rollout.current_ring:
+        devices = DeviceDeployment.objects.filter(rollout=rollout, ring=rollout.current_ring).values(
+            "device_id"
+        )
+        points = [
+            {**point.to_dict(), "t": int(point.minute.timestamp())}
+            for point in ring_series(device_ids=devices, version=rollout.release.version, minutes=minutes)
+        ]
+        for point in points:
+            point.pop("minute", None)
+    return JsonResponse(
+        {
+            "rollout_id": rollout.rollout_id,
+            "ring": rollout.current_ring,
+            "version": rollout.release.version,
+            "minutes": minutes,
+            "thresholds": {
+                "crash_free_rate": config.crash_free_min,
+                "boot_success_rate": config.boot_success_min,
+                "median_latency_ms": config.latency_max_ms,
+            },
+            "points": points,
+        }
+    )
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+_SERVICES = {
+    "start": services.rollout_start,
+    "promote": services.rollout_promote,
+    "pause": services.rollout_pause,
+    "resume": services.rollout_resume,
+    "rollback": services.rollout_rollback,
+}
+_DONE = {
+    "start": "Rollout started in {ring}.",
+    "promote": "Promoted: now in {ring}.",
+    "pause": "Rollout paused in {ring}.",
+    "resume": "Rollout resumed in {ring}.",
+    "rollback": "Rollout rolled back.",
+}
+
+
+@require_http_methods(["GET", "POST"])
+@reader_required
+def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpResponse:
+    """GET: a confirmation page (the no-script fallback of the dialog). POST: do it."""
+    if action not in _SERVICES:
+        raise Http404("No such rollout action.")
+    if not can_act(request.user, action):
+        raise PermissionDenied(
+            f"Your role does not allow you to {action.replace('rollback', 'roll back')} rollouts."
+        )
+    rollout = _load(rollout_id)
+    detail = reverse("portal:rollout-detail", args=[rollout.rollout_id])
+    if request.method == "GET":
+        decision = _decision(rollout) if action in ("promote", "resume") else None
+        button = next((b for b in _action_buttons(rollout, request.user, decision) if b.name == action), None)
+        if button is None:
+            messages.error(
+                request, services.transition_refusal(rollout, action) or "That action is not available."
+            )
+            return redirect(detail)
+        return render(request, "rollouts/confirm.html", {"rollout": rollout, "button": button})
+
+    form = RolloutActionForm(request.POST, reason_required=action == "rollback")
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(
+                    request, f"Not done: {error}" if action != "rollback" else f"Rollback not done: {error}"
+                )
+        return redirect(detail)
+    # Act on the state the person saw: the service refuses a decision taken on a stale page.
+    if form.cleaned_data["expected_status"]:
+        rollout.status = form.cleaned_data["expected_status"]
+        rollout.current_ring = form.cleaned_data["expected_ring"] or None
+    try:
+        _SERVICES[action](rollout=rollout, actor=request.user, reason=form.cleaned_data["reason"])
+    except services.GatesRefused as exc:
+        messages.error(request, f"{exc} — {exc.decision.reason}")
+    except services.TransitionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        rollout.refresh_from_db()
+        messages.success(request, _DONE[action].format(ring=ring_label(rollout.current_ring)))
+    return redirect(detail)
+
+
+# --- new rollout -------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@reader_required
+def rollout_new(request: HttpRequest) -> HttpResponse:
+    if not can_act(request.user, "create"):
+        raise PermissionDenied("Your role does not allow you to create rollouts.")
+    form = RolloutCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            rollout = services.rollout_create(
+                release=form.cleaned_data["release"], plan=form.cleaned_data["plan"], actor=request.user
+            )
+        except (services.PlanInvalid, ValueError) as exc:
+            form.add_error("plan", str(exc))
+        else:
+            messages.success(
+                request, f"Rollout of {rollout.release.version} created. Start it when you are ready."
+            )
+            return redirect("portal:rollout-detail", rollout.rollout_id)
+    return render(request, "rollouts/new.html", {"form": form, "has_releases": Release.objects.exists()})
+
+
+# --- releases ----------------------------------------------------------------------------------
+
+
+@require_GET
+@reader_required
+def release_list(request: HttpRequest) -> HttpResponse:
+    releases = (
+        Release.objects.select_related("previous_release")
+        .prefetch_related(
+            "compatible_variants", Prefetch("rollouts", queryset=Rollout.objects.order_by("-created_at"))
+        )
+        .annotate(rollout_count=Count("rollouts"))
+        .order_by("-created_at")
+    )
+    search = request.GET.get("search", "").strip()
+    if search:
+        releases = releases.filter(version__icontains=search)
+    return render(
+        request,
+        "rollouts/releases.html",
+        {
+            "page": paginate(request, releases),
+            "search": search,
+            "can_add": request.user.has_perm("rollouts.add_release"),
+            "can_create": can_act(request.user, "create"),
+        },
+    )
+
+
+# --- incidents ---------------------------------------------------------------------------------
+
+
+@require_GET
+@reader_required
+def incident_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", IncidentStatus.OPEN)
+    incidents = Incident.objects.select_related("release", "opened_by", "resolved_by")
+    if status in IncidentStatus.values:
+        incidents = incidents.filter(status=status)
+    counts = dict(Incident.objects.order_by().values_list("status").annotate(n=Count("id")))
+    return render(
+        request,
+        "rollouts/incidents.html",
+        {
+            "page": paginate(request, incidents),
+            "status": status,
+            "counts": counts,
+            "form": IncidentOpenForm(),
+            "can_open": request.user.has_perm("rollouts.add_incident"),
+            "can_resolve": request.user.has_perm("rollouts.change_incident"),
+            "open_sev1": Incident.objects.filter(Q(status=IncidentStatus.OPEN) & Q(severity="sev1")).count(),
+        },
+    )
+
+
+@require_POST
+@reader_required
+def incident_open(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("rollouts.add_incident"):
+        raise PermissionDenied("Your role does not allow you to open incidents.")
+    form = IncidentOpenForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            for error in errors:
+                messages.error(request, f"{field.capitalize()}: {error}")
+        return redirect("portal:incident-list")
+    try:
+        incident = services_catalog.incident_open(actor=request.user, **form.cleaned_data)
+    except services_catalog.CatalogRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Incident #{incident.pk} opened.")
+    return redirect("portal:incident-list")
+
+
+@require_POST
+@reader_required
+def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    if not request.user.has_perm("rollouts.change_incident"):
+        raise PermissionDenied("Your role does not allow you to resolve incidents.")
+    incident = get_object_or_404(Incident, pk=pk)
+    form = IncidentResolveForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        services_catalog.incident_resolve(incident=incident, actor=request.user, reason=reason)
+    except services_catalog.CatalogRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Incident #{incident.pk} resolved.")
+    return back(request, reverse("portal:incident-list"))

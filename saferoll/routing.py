@@ -1,9 +1,0 @@
-"""Websocket routes, mounted by saferoll.asgi behind the session authentication middleware."""
-
-from django.urls import path
-
-from saferoll.consumers import FleetConsumer
-
-websocket_urlpatterns = [
-    path("ws", FleetConsumer.as_asgi()),
-]
