@@ -1,9 +1,9 @@
 """Writes to devices and cohorts: enrollment, credentials, edits and cohort membership.
 
 Every service is keyword-only and runs in one transaction; every change made by a person, or by a
-device registering itself, writes exactly one audit event in that transaction. Bad input raises
-django.core.exceptions.ValidationError (keyed by field), a bad fleet key PermissionDenied, so the same
-rules hold for the API and the Django admin alike.
+device registering itself, writes exactly one audit event in that transaction. Bad input is
+refused with saferoll.core.errors.ServiceRefused (field by field), a bad fleet key with PermissionDenied,
+so the same rules hold for the API and the Django admin alike.
 """
 
 import datetime as dt
@@ -22,6 +22,7 @@ from devices.choices import CohortKind, DeviceStatus
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant, hash_token, new_device_token
 from devices.signals import cohort_members_adding
 from saferoll.core.audit import Actor, audit_record, diff_fields
+from saferoll.core.errors import ServiceRefused, invalid
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,50}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
@@ -74,12 +75,12 @@ def fleet_rings() -> list[str]:
 def _validate_ring(ring: str) -> None:
     rings = fleet_rings()
     if ring not in rings:
-        raise ValidationError({"ring": [f"Unknown ring '{ring}': the fleet's rings are {', '.join(rings)}."]})
+        raise invalid({"ring": [f"Unknown ring '{ring}': the fleet's rings are {', '.join(rings)}."]})
 
 
 def _validate_status(status: str) -> None:
     if status not in DeviceStatus.values:
-        raise ValidationError(
+        raise invalid(
             {"status": [f"Unknown status '{status}': use one of {', '.join(DeviceStatus.values)}."]}
         )
 
@@ -89,7 +90,7 @@ def _variant_named(name: str | None) -> HardwareVariant | None:
     if not name:
         return None
     if len(name) > HardwareVariant._meta.get_field("name").max_length:
-        raise ValidationError({"variant": ["A variant name is at most 50 characters."]})
+        raise invalid({"variant": ["A variant name is at most 50 characters."]})
     # get_or_create retries the read when a concurrent insert of the same name wins the race.
     variant, _ = HardwareVariant.objects.get_or_create(name=name)
     return variant
@@ -176,7 +177,7 @@ def device_enroll(
     try:
         validate_device_id(device_id)
     except ValidationError as exc:
-        raise ValidationError({"device_id": exc.messages}) from None
+        raise invalid({"device_id": exc.messages}) from None
     if ring is not None:
         _validate_ring(ring)
     now = now or timezone.now()
@@ -272,13 +273,13 @@ def device_create(
     try:
         validate_device_id(device_id)
     except ValidationError as exc:
-        raise ValidationError({"device_id": exc.messages}) from None
+        raise invalid({"device_id": exc.messages}) from None
     if ring:
         _validate_ring(ring)
     now = now or timezone.now()
     token = new_device_token()
     if Device.objects.filter(device_id=device_id).exists():
-        raise ValidationError({"device_id": [f"A device with id '{device_id}' already exists."]})
+        raise invalid({"device_id": [f"A device with id '{device_id}' already exists."]})
     if not ring:
         _lock_ring_assignment()
         ring = next_ring_assignment()
@@ -300,7 +301,7 @@ def device_create(
         with transaction.atomic():
             device.save(force_insert=True)
     except IntegrityError:
-        raise ValidationError({"device_id": [f"A device with id '{device_id}' already exists."]}) from None
+        raise invalid({"device_id": [f"A device with id '{device_id}' already exists."]}) from None
     audit_record(
         actor=actor,
         action=AuditAction.CREATE,
@@ -316,7 +317,7 @@ def device_update(*, device: Device, actor: Actor, data: dict[str, Any], reason:
     and its reason. Audited with the before and after of what changed; nothing changed, no event."""
     unknown = set(data) - DEVICE_EDITABLE_FIELDS
     if unknown:
-        raise ValidationError({field: ["This field cannot be changed."] for field in sorted(unknown)})
+        raise invalid({field: ["This field cannot be changed."] for field in sorted(unknown)})
     if data.get("ring") is not None:
         _validate_ring(data["ring"])
     if data.get("status") is not None:
@@ -418,7 +419,7 @@ def _devices_by_id(device_ids: Iterable[str], *, field: str) -> dict[str, Device
     found = {device.device_id: device for device in Device.objects.filter(device_id__in=wanted)}
     unknown = [device_id for device_id in wanted if device_id not in found]
     if unknown:
-        raise ValidationError({field: [f"Unknown device ids: {', '.join(unknown)}."]})
+        raise invalid({field: [f"Unknown device ids: {', '.join(unknown)}."]})
     return found
 
 
@@ -433,18 +434,16 @@ def cohort_create(
 ) -> Cohort:
     """A new cohort, optionally with its first members; one audit event lists them."""
     if kind not in CohortKind.values:
-        raise ValidationError(
-            {"kind": [f"Unknown kind '{kind}': use one of {', '.join(CohortKind.values)}."]}
-        )
+        raise invalid({"kind": [f"Unknown kind '{kind}': use one of {', '.join(CohortKind.values)}."]})
     if Cohort.objects.filter(name=name).exists():
-        raise ValidationError({"name": [f"A cohort named '{name}' already exists."]})
+        raise invalid({"name": [f"A cohort named '{name}' already exists."]})
     members = _devices_by_id(_as_device_ids(device_ids), field="device_ids")
     cohort = Cohort(name=name, kind=kind, description=description)
     try:
         with transaction.atomic():
             cohort.save(force_insert=True)
     except IntegrityError:
-        raise ValidationError({"name": [f"A cohort named '{name}' already exists."]}) from None
+        raise invalid({"name": [f"A cohort named '{name}' already exists."]}) from None
     # A plan may name a cohort before it exists, so even a new cohort's members are checked.
     cohort_members_adding.send(
         sender=Cohort, cohort=cohort, devices=list(members.values()), field="device_ids"
@@ -471,9 +470,9 @@ def cohort_update(*, cohort: Cohort, actor: Actor, data: dict[str, Any]) -> Coho
     """Change a cohort's kind or description. Its name stays: rollout plans refer to it by name."""
     unknown = set(data) - COHORT_EDITABLE_FIELDS
     if unknown:
-        raise ValidationError({field: ["This field cannot be changed."] for field in sorted(unknown)})
+        raise invalid({field: ["This field cannot be changed."] for field in sorted(unknown)})
     if "kind" in data and data["kind"] not in CohortKind.values:
-        raise ValidationError(
+        raise invalid(
             {"kind": [f"Unknown kind '{data['kind']}': use one of {', '.join(CohortKind.values)}."]}
         )
     cohort = Cohort.objects.select_for_update().get(pk=cohort.pk)
@@ -506,19 +505,19 @@ def cohort_change_members(
     add, remove = _as_device_ids(add), _as_device_ids(remove)
     both = sorted(set(add) & set(remove))
     if both:
-        raise ValidationError({"remove": [f"Device ids both added and removed: {', '.join(both)}."]})
+        raise invalid({"remove": [f"Device ids both added and removed: {', '.join(both)}."]})
     errors: dict[str, list[str]] = {}
     to_add: dict[str, Device] = {}
     to_remove: dict[str, Device] = {}
     for field, ids in (("add", add), ("remove", remove)):
         try:
             found = _devices_by_id(ids, field=field)
-        except ValidationError as exc:
-            errors.update(exc.message_dict)
+        except ServiceRefused as refused:
+            errors.update(refused.errors)
             continue
         (to_add if field == "add" else to_remove).update(found)
     if errors:
-        raise ValidationError(errors)
+        raise invalid(errors)
 
     # Lock the cohort row so that concurrent edits of the same cohort run one after the other and
     # each audit event lists exactly what its own change did.

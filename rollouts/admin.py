@@ -2,7 +2,7 @@
 
 Rollout actions (start, promote, pause, resume, rollback) are admin actions that call
 rollouts.services after rollouts.permissions.can_act — the same rules as the API and the portal.
-Releases and incidents are saved through rollouts.services_catalog, plans through rollouts.services."""
+Rollouts, plans, releases and incidents are saved through their services (rollouts.services)."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,12 +13,12 @@ from django.template import engines
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from rollouts import services as lifecycle
-from rollouts import services_catalog
 from rollouts.choices import IncidentStatus
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout, RolloutPlan
 from rollouts.permissions import can_act
+from rollouts.services import incidents, lifecycle, plans, releases
 from saferoll.core.admin import ReadOnlyAdminMixin, ServiceAdminMixin, adopt, pretty_json
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent
 
 # --- Releases ----------------------------------------------------------------------------------
@@ -50,8 +50,8 @@ class ReleaseAdminForm(forms.ModelForm):
 
     def clean_sha256(self) -> str:
         try:
-            return services_catalog.normalize_sha256(self.cleaned_data.get("sha256") or "")
-        except services_catalog.CatalogRefused as exc:
+            return releases.normalize_sha256(self.cleaned_data.get("sha256") or "")
+        except ServiceRefused as exc:
             raise ValidationError(exc.message) from None
 
     def clean(self):
@@ -62,13 +62,9 @@ class ReleaseAdminForm(forms.ModelForm):
         return cleaned
 
 
-CATALOG_REFUSALS = (ValidationError, services_catalog.CatalogRefused)
-
-
 @admin.register(Release)
 class ReleaseAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = ReleaseAdminForm
-    service_refusals = CATALOG_REFUSALS
     list_display = [
         "version",
         "is_stable",
@@ -115,7 +111,7 @@ class ReleaseAdmin(ServiceAdminMixin, admin.ModelAdmin):
             changed = {
                 name: data[name]
                 for name in form.changed_data
-                if name in services_catalog.RELEASE_EDITABLE_FIELDS and name != "compatible_variants"
+                if name in releases.RELEASE_EDITABLE_FIELDS and name != "compatible_variants"
             }
             if "compatible_variants" in form.changed_data:
                 changed["compatible_variants"] = variants
@@ -125,11 +121,11 @@ class ReleaseAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 changed.pop("sha256", None)
                 changed["artifact"] = upload
             stored = Release.objects.get(pk=obj.pk)
-            saved = services_catalog.release_update(
+            saved = releases.release_update(
                 release=stored, actor=request.user, data=changed, reason="Saved in the admin."
             )
         else:
-            saved = services_catalog.release_create(
+            saved = releases.release_create(
                 version=data["version"],
                 actor=request.user,
                 artifact=upload,
@@ -174,21 +170,20 @@ class RolloutPlanAdminForm(forms.ModelForm):
 
     def clean_stages(self):
         try:
-            return lifecycle.plan_clean_stages(self.cleaned_data["stages"])
-        except lifecycle.PlanInvalid as exc:
+            return plans.plan_clean_stages(self.cleaned_data["stages"])
+        except ServiceRefused as exc:
             raise ValidationError(exc.message) from None
 
     def clean_gate_config(self):
         try:
-            return lifecycle.plan_clean_gate_config(self.cleaned_data.get("gate_config"))
-        except lifecycle.PlanInvalid as exc:
+            return plans.plan_clean_gate_config(self.cleaned_data.get("gate_config"))
+        except ServiceRefused as exc:
             raise ValidationError(exc.message) from None
 
 
 @admin.register(RolloutPlan)
 class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
     form = RolloutPlanAdminForm
-    service_refusals = (ValidationError, lifecycle.PlanInvalid)
     list_display = ["name", "rings", "is_default", "rollout_count", "created_at"]
     list_filter = ["is_default"]
     search_fields = ["name", "description"]
@@ -212,14 +207,12 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:
-            changed = {
-                name: data[name] for name in form.changed_data if name in lifecycle.PLAN_EDITABLE_FIELDS
-            }
-            saved = lifecycle.plan_update(
+            changed = {name: data[name] for name in form.changed_data if name in plans.PLAN_EDITABLE_FIELDS}
+            saved = plans.plan_update(
                 plan=RolloutPlan.objects.get(pk=obj.pk), actor=request.user, reason="", **changed
             )
         else:
-            saved = lifecycle.plan_create(
+            saved = plans.plan_create(
                 actor=request.user,
                 name=data["name"],
                 stages=data["stages"],
@@ -299,7 +292,6 @@ class RolloutAddForm(forms.ModelForm):
 
 @admin.register(Rollout)
 class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    service_refusals = (ValidationError, lifecycle.TransitionRefused, lifecycle.PlanInvalid)
     list_display = ["rollout_id", "version", "state_display", "current_ring", "created_by", "created_at"]
     list_filter = ["status", "current_ring", "plan"]
     search_fields = ["rollout_id", "release__version"]
@@ -460,7 +452,7 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
         for rollout in queryset.select_related("release"):
             try:
                 updated = service(rollout=rollout, actor=request.user, reason=reason)
-            except lifecycle.TransitionRefused as exc:
+            except ServiceRefused as exc:
                 message = _refusal(exc)
                 if rollout.rollout_id not in message:
                     message = f"{rollout.rollout_id}: {message}"
@@ -506,7 +498,6 @@ class EvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Incident)
 class IncidentAdmin(ServiceAdminMixin, admin.ModelAdmin):
-    service_refusals = CATALOG_REFUSALS
     list_display = [
         "id",
         "severity_badge",
@@ -548,11 +539,11 @@ class IncidentAdmin(ServiceAdminMixin, admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             changed = {name: data[name] for name in form.changed_data if name in form.fields}
-            saved = services_catalog.incident_update(
+            saved = incidents.incident_update(
                 incident=Incident.objects.get(pk=obj.pk), actor=request.user, data=changed
             )
         else:
-            saved = services_catalog.incident_open(
+            saved = incidents.incident_open(
                 severity=data["severity"],
                 title=data["title"],
                 description=data.get("description", ""),
@@ -569,10 +560,10 @@ class IncidentAdmin(ServiceAdminMixin, admin.ModelAdmin):
         resolved = 0
         for incident in queryset.filter(status=IncidentStatus.OPEN):
             try:
-                services_catalog.incident_resolve(
+                incidents.incident_resolve(
                     incident=incident, actor=request.user, reason="Resolved in the admin."
                 )
-            except services_catalog.CatalogRefused as exc:
+            except ServiceRefused as exc:
                 self.message_user(request, exc.message, messages.ERROR)
                 continue
             resolved += 1

@@ -6,6 +6,6 @@ class RolloutsConfig(AppConfig):
 
     def ready(self) -> None:
         from devices.signals import cohort_members_adding
-        from rollouts.cohorts import check_one_rollout_cohort
+        from rollouts.services.cohorts import check_one_rollout_cohort
 
         cohort_members_adding.connect(check_one_rollout_cohort, dispatch_uid="rollouts.one_rollout_cohort")

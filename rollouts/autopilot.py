@@ -11,7 +11,6 @@ from django.utils import timezone
 
 from devices.choices import DeviceStatus
 from devices.models import Device
-from rollouts import services
 from rollouts.choices import (
     DeploymentState,
     EvaluationSource,
@@ -19,9 +18,10 @@ from rollouts.choices import (
     IncidentStatus,
     RolloutStatus,
 )
-from rollouts.emergency import emergency_stop_raise
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
+from rollouts.services import lifecycle
+from rollouts.services.emergency import emergency_stop_raise
 from rollouts.signals import autopilot_round_began, evaluation_stored
 from saferoll.core.alerts import alert_raise
 from saferoll.core.audit import audit_record
@@ -57,13 +57,13 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         sev1 = _open_sev1(rollout) if active else None
         if sev1 is not None:
             reason = f"Sev1 incident #{sev1.pk} “{sev1.title}” is open on release {rollout.release.version}."
-            services.rollout_pause(rollout=rollout, actor=None, reason=reason)
+            lifecycle.rollout_pause(rollout=rollout, actor=None, reason=reason)
             _alert_automatic(rollout, "AUTO_PAUSE", reason)
             return None
-        decision = services.rollout_evaluate(rollout=rollout, now=now)
+        decision = lifecycle.rollout_evaluate(rollout=rollout, now=now)
         if not active and decision.action != Action.ROLLBACK:
             return None
-        evaluation = services.evaluation_store(
+        evaluation = lifecycle.evaluation_store(
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
         evaluation_stored.send(sender=Evaluation, evaluation=evaluation)
@@ -93,7 +93,7 @@ def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> None:
     """Act on the stored judgement; each transition carries it, so the timeline shows why."""
     config = GateConfig.from_dict(rollout.gate_config)
     if evaluation.action == Action.ROLLBACK:
-        services.rollout_rollback(
+        lifecycle.rollout_rollback(
             rollout=rollout, actor=None, reason=evaluation.reason, evaluation=evaluation
         )
         _alert_automatic(rollout, "AUTO_ROLLBACK", evaluation.reason)
@@ -103,14 +103,14 @@ def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> None:
         rollout.failing_streak = streak
         if streak >= config.consecutive_failures_to_pause:
             reason = f"{evaluation.reason} (failing {streak} evaluations in a row)"
-            services.rollout_pause(rollout=rollout, actor=None, reason=reason, evaluation=evaluation)
+            lifecycle.rollout_pause(rollout=rollout, actor=None, reason=reason, evaluation=evaluation)
             _alert_automatic(rollout, "AUTO_PAUSE", reason)
     elif evaluation.action == Action.PROMOTE:
         if rollout.failing_streak:
             Rollout.objects.filter(pk=rollout.pk).update(failing_streak=0)
             rollout.failing_streak = 0
         if _may_advance(rollout, now):
-            services.rollout_promote(rollout=rollout, actor=None, evaluation=evaluation)
+            lifecycle.rollout_promote(rollout=rollout, actor=None, evaluation=evaluation)
     # WAIT: too little data to judge, so nothing happens and nothing is counted.
 
 

@@ -12,7 +12,6 @@ from devices.authentication import PEOPLE_AUTHENTICATION
 from devices.choices import CohortKind
 from devices.filtersets import CohortFilterSet
 from devices.models import Cohort
-from saferoll.core.api.errors import service_errors
 from saferoll.core.api.permissions import ActionPermission
 from saferoll.core.api.serializers import StrictSerializer
 
@@ -138,8 +137,7 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def create(self, request):
         serializer = CohortCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            cohort = services.cohort_create(actor=request.user, **serializer.validated_data)
+        cohort = services.cohort_create(actor=request.user, **serializer.validated_data)
         return Response(self._detail(cohort), status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -151,8 +149,7 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         cohort = self.get_object()
         serializer = CohortUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            cohort = services.cohort_update(cohort=cohort, actor=request.user, data=serializer.validated_data)
+        cohort = services.cohort_update(cohort=cohort, actor=request.user, data=serializer.validated_data)
         return Response(self._detail(cohort))
 
     @extend_schema(
@@ -165,10 +162,9 @@ class CohortViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         cohort = self.get_object()
         serializer = MembersChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            result = services.cohort_change_members(
-                cohort=cohort, actor=request.user, **serializer.validated_data
-            )
+        result = services.cohort_change_members(
+            cohort=cohort, actor=request.user, **serializer.validated_data
+        )
         count = selectors.cohort_list().get(pk=cohort.pk).device_count
         return Response({"cohort": cohort.name, **result, "device_count": count})
 

@@ -7,7 +7,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from devices import services
-from saferoll.core.api.errors import service_errors
 from saferoll.core.api.serializers import StrictSerializer
 from saferoll.core.api.throttles import THROTTLED_RESPONSE, EnrollmentThrottle
 
@@ -59,8 +58,7 @@ class EnrollView(APIView):
         serializer = EnrollmentSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        with service_errors():
-            device, token = services.device_enroll(**data)
+        device, token = services.device_enroll(**data)
         return Response(
             {"device_id": device.device_id, "token": token, "ring": device.ring},
             status=status.HTTP_201_CREATED,

@@ -18,7 +18,6 @@ from devices.filtersets import DeviceFilterSet
 from devices.models import Device
 from rollouts.models import DeviceDeployment
 from rollouts.selectors import device_latest_deployment, device_list
-from saferoll.core.api.errors import service_errors
 from saferoll.core.api.permissions import ActionPermission
 from saferoll.core.api.serializers import StrictSerializer
 
@@ -232,8 +231,7 @@ class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def create(self, request):
         serializer = DeviceCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            device, token = services.device_create(actor=request.user, **serializer.validated_data)
+        device, token = services.device_create(actor=request.user, **serializer.validated_data)
         return Response(self._detail(device, token=token), status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -245,8 +243,7 @@ class DeviceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         device = self.get_object()
         serializer = DeviceUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            device = services.device_update(device=device, actor=request.user, data=serializer.validated_data)
+        device = services.device_update(device=device, actor=request.user, data=serializer.validated_data)
         return Response(self._detail(device))
 
     @extend_schema(

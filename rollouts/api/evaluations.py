@@ -9,10 +9,11 @@ from rest_framework import serializers, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.routers import SimpleRouter
 
-from rollouts.api.rollouts import RolloutErrorSerializer, keyed_pagination
+from rollouts.api.rollouts import keyed_pagination
 from rollouts.filtersets import EvaluationFilterSet
 from rollouts.models import Evaluation
 from rollouts.permissions import EvaluationPermission
+from saferoll.core.api.schema import ErrorSerializer
 
 
 class EvaluationSerializer(serializers.ModelSerializer):
@@ -31,7 +32,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
     list=extend_schema(summary="List stored evaluations (newest first)"),
     retrieve=extend_schema(
         summary="A stored evaluation",
-        responses={200: EvaluationSerializer, 404: OpenApiResponse(RolloutErrorSerializer)},
+        responses={200: EvaluationSerializer, 404: OpenApiResponse(ErrorSerializer)},
     ),
 )
 class EvaluationViewSet(viewsets.ReadOnlyModelViewSet):

@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from devices.models import Device
-from rollouts.emergency import emergency_stop_lift, emergency_stop_raise
+from rollouts.services.emergency import emergency_stop_lift, emergency_stop_raise
 from saferoll.core.alerts import alert_acknowledge
-from saferoll.core.api.errors import Conflict
 from saferoll.core.api.schema import ErrorSerializer
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import Alert
 from saferoll.core.status import autopilot_status, emergency_status
 
@@ -64,7 +64,7 @@ def emergency_stop(request):
     """Raise the emergency stop: every active rollout pauses; nothing starts or promotes until lifted."""
     data = _reason(request)
     if emergency_stop_raise(actor=request.user, reason=data["reason"]) is None:
-        raise Conflict("The emergency stop is already on.")
+        raise ServiceRefused("The emergency stop is already on.")
     return Response(fleet_body())
 
 
@@ -80,7 +80,7 @@ def emergency_stop(request):
 def emergency_stop_lift_view(request):
     data = _reason(request)
     if emergency_stop_lift(actor=request.user, reason=data["reason"]) is None:
-        raise Conflict("The emergency stop is not on.")
+        raise ServiceRefused("The emergency stop is not on.")
     return Response(fleet_body())
 
 

@@ -10,10 +10,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from rollouts import services_catalog
 from rollouts.choices import IncidentSeverity
 from rollouts.models import Incident, Release
-from saferoll.core.api.errors import error_response
+from rollouts.services import incidents
 from saferoll.core.api.fields import NamedObjectField
 from saferoll.core.api.permissions import ActionPermission
 from saferoll.core.filters import UtcDateTimeFilter
@@ -97,10 +96,7 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def create(self, request):
         incoming = IncidentOpenSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            incident = services_catalog.incident_open(actor=request.user, **incoming.validated_data)
-        except services_catalog.CatalogRefused as exc:
-            return error_response(exc.message)
+        incident = incidents.incident_open(actor=request.user, **incoming.validated_data)
         return Response(self.get_serializer(incident).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -113,13 +109,9 @@ class IncidentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         incident = self.get_object()
         incoming = IncidentResolveSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            incident = services_catalog.incident_resolve(
-                incident=incident, actor=request.user, reason=incoming.validated_data["reason"]
-            )
-        except services_catalog.CatalogRefused as exc:
-            code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
-            return error_response(exc.message, code)
+        incident = incidents.incident_resolve(
+            incident=incident, actor=request.user, reason=incoming.validated_data["reason"]
+        )
         return Response(self.get_serializer(incident).data)
 
 

@@ -17,13 +17,15 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from rollouts import services
-from rollouts.api.rollouts import RolloutErrorSerializer, keyed_pagination
+from rollouts.api.rollouts import keyed_pagination
 from rollouts.filtersets import RolloutPlanFilterSet
 from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
 from rollouts.permissions import PlanPermission
+from rollouts.services import plans
 from saferoll.core.api.fields import TimeOfDayField
+from saferoll.core.api.schema import ErrorSerializer
+from saferoll.core.errors import ServiceRefused
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -57,10 +59,10 @@ class PlanSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "effective_gate_config"]
 
     def validate_stages(self, value):
-        return _checked(services.plan_clean_stages, value)
+        return _checked(plans.plan_clean_stages, value)
 
     def validate_gate_config(self, value):
-        return _checked(services.plan_clean_gate_config, value)
+        return _checked(plans.plan_clean_gate_config, value)
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_effective_gate_config(self, plan: RolloutPlan) -> dict:
@@ -72,9 +74,11 @@ class PlanSerializer(serializers.ModelSerializer):
 
 
 def _checked(clean, value):
+    """A plan's stages or gates checked as the serializer validates its fields, so that every field's
+    error is reported at once."""
     try:
         return clean(value)
-    except services.PlanInvalid as exc:
+    except ServiceRefused as exc:
         raise serializers.ValidationError(exc.message) from exc
 
 
@@ -82,23 +86,23 @@ def _checked(clean, value):
     list=extend_schema(summary="List rollout plans"),
     retrieve=extend_schema(
         summary="A rollout plan (by name or id)",
-        responses={200: PlanSerializer, 404: OpenApiResponse(RolloutErrorSerializer)},
+        responses={200: PlanSerializer, 404: OpenApiResponse(ErrorSerializer)},
     ),
     create=extend_schema(
         summary="Create a rollout plan",
         responses={
             201: PlanSerializer,
-            400: OpenApiResponse(RolloutErrorSerializer),
-            403: OpenApiResponse(RolloutErrorSerializer),
+            400: OpenApiResponse(ErrorSerializer),
+            403: OpenApiResponse(ErrorSerializer),
         },
     ),
     partial_update=extend_schema(
         summary="Change a rollout plan",
         responses={
             200: PlanSerializer,
-            400: OpenApiResponse(RolloutErrorSerializer),
-            403: OpenApiResponse(RolloutErrorSerializer),
-            404: OpenApiResponse(RolloutErrorSerializer),
+            400: OpenApiResponse(ErrorSerializer),
+            403: OpenApiResponse(ErrorSerializer),
+            404: OpenApiResponse(ErrorSerializer),
         },
     ),
 )
@@ -134,7 +138,7 @@ class PlanViewSet(
         data = PlanSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields = {key: value for key, value in data.validated_data.items()}
-        plan = _saved(lambda: services.plan_create(actor=request.user, **fields))
+        plan = plans.plan_create(actor=request.user, **fields)
         return Response(PlanSerializer(plan).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, *args, **kwargs):
@@ -144,15 +148,8 @@ class PlanViewSet(
         changes = {key: value for key, value in data.validated_data.items() if key != "name"}
         if "name" in data.validated_data and data.validated_data["name"] != plan.name:
             raise serializers.ValidationError({"name": ["A plan keeps its name; create a new plan instead."]})
-        plan = _saved(lambda: services.plan_update(plan=plan, actor=request.user, **changes))
+        plan = plans.plan_update(plan=plan, actor=request.user, **changes)
         return Response(PlanSerializer(plan).data)
-
-
-def _saved(write):
-    try:
-        return write()
-    except services.PlanInvalid as exc:
-        raise serializers.ValidationError({exc.field or "non_field_errors": [exc.message]}) from exc
 
 
 router = SimpleRouter(trailing_slash=False)

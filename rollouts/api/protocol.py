@@ -17,11 +17,10 @@ from rest_framework.views import APIView
 
 from devices.authentication import DeviceAuthentication, IsDevice
 from devices.services import device_touch_heartbeat
-from rollouts import deployments
 from rollouts.api.devices import DeviceDeploymentSerializer
 from rollouts.choices import DEPLOYMENT_STEPS
 from rollouts.models import Release
-from saferoll.core.api.errors import service_errors
+from rollouts.services import deployments
 from saferoll.core.api.serializers import StrictSerializer
 from saferoll.core.api.throttles import THROTTLED_RESPONSE, DesiredStateThrottle
 
@@ -184,10 +183,9 @@ class DeploymentReportView(DeviceView):
         serializer.is_valid(raise_exception=True)
         device = request.auth
         device_touch_heartbeat(device=device)
-        with service_errors():
-            deployment = deployments.deployment_report(
-                device=device, rollout=rollout_id, **serializer.validated_data
-            )
+        deployment = deployments.deployment_report(
+            device=device, rollout=rollout_id, **serializer.validated_data
+        )
         return Response(DeviceDeploymentSerializer(deployment).data)
 
 
@@ -204,10 +202,9 @@ class DeploymentDiagnosticsView(DeviceView):
     def post(self, request, rollout_id: str):
         serializer = DiagnosticsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with service_errors():
-            deployment = deployments.deployment_attach_diagnostics(
-                device=request.auth, rollout=rollout_id, **serializer.validated_data
-            )
+        deployment = deployments.deployment_attach_diagnostics(
+            device=request.auth, rollout=rollout_id, **serializer.validated_data
+        )
         return Response(DeviceDeploymentSerializer(deployment).data)
 
 

@@ -15,9 +15,8 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from devices.authentication import DeviceAuthentication, IsDevice
-from rollouts import services_catalog
 from rollouts.models import Release
-from saferoll.core.api.errors import error_response
+from rollouts.services import releases
 from saferoll.core.api.fields import NamedObjectField
 from saferoll.core.api.permissions import ActionPermission
 
@@ -89,7 +88,7 @@ _PREVIOUS_RELEASE_ERRORS = {
 
 
 class ReleaseWriteSerializer(serializers.Serializer):
-    """Input shared by create and update; the rules themselves live in rollouts.services_catalog."""
+    """Input shared by create and update; the rules themselves live in rollouts.services.releases."""
 
     artifact = serializers.FileField(required=False, help_text="Upload the artifact (multipart).")
     artifact_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
@@ -120,12 +119,6 @@ class ReleaseUpdateSerializer(ReleaseWriteSerializer):
     version = serializers.CharField(
         max_length=50, required=False, help_text="Immutable: accepted only when unchanged."
     )
-
-
-def _refused(exc: services_catalog.CatalogRefused) -> Response:
-    code = status.HTTP_409_CONFLICT if exc.conflict else status.HTTP_400_BAD_REQUEST
-    extra = {"fields": {exc.field: [exc.message]}} if exc.field else {}
-    return error_response(exc.message, code, **extra)
 
 
 @extend_schema_view(
@@ -170,10 +163,7 @@ class ReleaseViewSet(
     def create(self, request):
         incoming = ReleaseCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        try:
-            release = services_catalog.release_create(actor=request.user, **incoming.validated_data)
-        except services_catalog.CatalogRefused as exc:
-            return _refused(exc)
+        release = releases.release_create(actor=request.user, **incoming.validated_data)
         return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -188,12 +178,9 @@ class ReleaseViewSet(
         release = self.get_object()
         incoming = ReleaseUpdateSerializer(data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
-        try:
-            release = services_catalog.release_update(
-                release=release, actor=request.user, data=dict(incoming.validated_data)
-            )
-        except services_catalog.CatalogRefused as exc:
-            return _refused(exc)
+        release = releases.release_update(
+            release=release, actor=request.user, data=dict(incoming.validated_data)
+        )
         return Response(self.get_serializer(self.get_queryset().get(pk=release.pk)).data)
 
     @extend_schema(

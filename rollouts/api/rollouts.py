@@ -11,8 +11,7 @@ lifecycle commands, and the gate decision.
 Views only parse, call a service of rollouts.services and render; refusals come back as 409.
 """
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from django.db import models
@@ -25,15 +24,15 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from devices.models import Device
-from rollouts import services
 from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, DeploymentState
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
-from saferoll.core.api.errors import Conflict
+from rollouts.services import lifecycle
 from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.core.api.pagination import StandardPagination
+from saferoll.core.api.schema import ErrorSerializer
 from saferoll.core.models import AuditEvent
 from telemetry.api.serializers import SeriesPointSerializer
 from telemetry.selectors import ring_series
@@ -68,26 +67,9 @@ def keyed_pagination(key: str) -> type[StandardPagination]:
     return KeyedPagination
 
 
-class RolloutErrorSerializer(serializers.Serializer):
-    error = serializers.CharField(help_text="A sentence saying what went wrong.")
-
-
-class RolloutRefusedSerializer(RolloutErrorSerializer):
+class RolloutRefusedSerializer(ErrorSerializer):
     reason = serializers.CharField(required=False, help_text="Why the gates said no (gates refusal only).")
     evaluation = serializers.JSONField(required=False, help_text="The per-gate detail (gates refusal only).")
-
-
-@contextmanager
-def refusals_as_conflicts() -> Iterator[None]:
-    """A refused transition is an HTTP 409 with the sentence; a gates refusal adds reason and evaluation."""
-    try:
-        yield
-    except services.GatesRefused as refused:
-        raise Conflict(
-            refused.message, reason=refused.decision.reason, evaluation=refused.decision.evaluation
-        ) from refused
-    except services.TransitionRefused as refused:
-        raise Conflict(refused.message) from refused
 
 
 # --- Serializers ---------------------------------------------------------------------------------
@@ -276,8 +258,8 @@ class RolloutDecisionSerializer(serializers.Serializer):
 
 _COMMAND_RESPONSES = {
     200: RolloutDetailSerializer,
-    403: OpenApiResponse(RolloutErrorSerializer, description="The role may not do this."),
-    404: OpenApiResponse(RolloutErrorSerializer, description="No such rollout."),
+    403: OpenApiResponse(ErrorSerializer, description="The role may not do this."),
+    404: OpenApiResponse(ErrorSerializer, description="No such rollout."),
     409: OpenApiResponse(RolloutRefusedSerializer, description="Refused in the rollout's current state."),
 }
 
@@ -290,7 +272,7 @@ def _command_schema(summary: str):
     list=extend_schema(summary="List rollouts (newest first)"),
     retrieve=extend_schema(
         summary="A rollout with its timeline, blast radius and deployments",
-        responses={200: RolloutDetailSerializer, 404: OpenApiResponse(RolloutErrorSerializer)},
+        responses={200: RolloutDetailSerializer, 404: OpenApiResponse(ErrorSerializer)},
     ),
 )
 class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -334,73 +316,62 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         request=RolloutCreateSerializer,
         responses={
             201: RolloutDetailSerializer,
-            400: OpenApiResponse(
-                RolloutErrorSerializer, description="Unknown version or plan, or a broken plan."
-            ),
-            403: OpenApiResponse(RolloutErrorSerializer),
+            400: OpenApiResponse(ErrorSerializer, description="Unknown version or plan, or a broken plan."),
+            403: OpenApiResponse(ErrorSerializer),
         },
     )
     def create(self, request, *args, **kwargs):
         data = RolloutCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            rollout = services.rollout_create(
-                release=data.validated_data["version"],
-                plan=data.validated_data.get("plan"),
-                actor=request.user,
-            )
-        except ValueError as exc:
-            raise serializers.ValidationError({"plan": [str(exc)]}) from exc
+        rollout = lifecycle.rollout_create(
+            release=data.validated_data["version"], plan=data.validated_data.get("plan"), actor=request.user
+        )
         return self._render(rollout, status.HTTP_201_CREATED)
 
     def _command(self, request, service: Callable[..., Rollout], **extra) -> Response:
         rollout = self.get_object()
         data = RolloutCommandSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        with refusals_as_conflicts():
-            rollout = service(
-                rollout=rollout, actor=request.user, reason=data.validated_data["reason"], **extra
-            )
+        rollout = service(rollout=rollout, actor=request.user, reason=data.validated_data["reason"], **extra)
         return self._render(rollout)
 
     @_command_schema("Start: deploy the first ring")
     @action(detail=True, methods=["post"])
     def start(self, request, rollout_id=None):
-        return self._command(request, services.rollout_start)
+        return self._command(request, lifecycle.rollout_start)
 
     @_command_schema("Promote to the next ring when the gates say PROMOTE (the last ring completes)")
     @action(detail=True, methods=["post"])
     def promote(self, request, rollout_id=None):
-        return self._command(request, services.rollout_promote)
+        return self._command(request, lifecycle.rollout_promote)
 
     @_command_schema("Pause an active rollout")
     @action(detail=True, methods=["post"])
     def pause(self, request, rollout_id=None):
-        return self._command(request, services.rollout_pause)
+        return self._command(request, lifecycle.rollout_pause)
 
     @_command_schema("Resume a paused rollout in its ring, after a fresh evaluation")
     @action(detail=True, methods=["post"])
     def resume(self, request, rollout_id=None):
-        return self._command(request, services.rollout_resume)
+        return self._command(request, lifecycle.rollout_resume)
 
     @_command_schema("Roll back: devices return to the previous stable release")
     @action(detail=True, methods=["post"])
     def rollback(self, request, rollout_id=None):
-        return self._command(request, services.rollout_rollback)
+        return self._command(request, lifecycle.rollout_rollback)
 
     @extend_schema(
         summary="Judge the current ring against the gates (nothing is stored)",
         responses={
             200: RolloutDecisionSerializer,
-            404: OpenApiResponse(RolloutErrorSerializer),
-            409: OpenApiResponse(RolloutErrorSerializer, description="No ring is deployed."),
+            404: OpenApiResponse(ErrorSerializer),
+            409: OpenApiResponse(ErrorSerializer, description="No ring is deployed."),
         },
     )
     @action(detail=True, methods=["get"])
     def should_promote(self, request, rollout_id=None):
         rollout = self.get_object()
-        with refusals_as_conflicts():
-            decision = services.rollout_evaluate(rollout=rollout)
+        decision = lifecycle.rollout_evaluate(rollout=rollout)
         return Response(decision.to_dict())
 
     @extend_schema(
@@ -408,8 +379,8 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         parameters=[RolloutSeriesQuerySerializer],
         responses={
             200: RolloutSeriesSerializer,
-            400: OpenApiResponse(RolloutErrorSerializer),
-            404: OpenApiResponse(RolloutErrorSerializer),
+            400: OpenApiResponse(ErrorSerializer),
+            404: OpenApiResponse(ErrorSerializer),
         },
     )
     @action(detail=True, methods=["get"])

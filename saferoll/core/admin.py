@@ -15,6 +15,7 @@ from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
 from saferoll.core.audit import audit_record, diff_fields
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.forms import AdminSignInForm, locked_out_login
 from saferoll.core.models import Alert, AuditEvent, FleetState
 
@@ -89,6 +90,8 @@ def refusal_text(exc: Exception) -> str:
     """The sentence(s) of a service's refusal, whatever exception carried them."""
     if isinstance(exc, ValidationError):
         return " ".join(exc.messages)
+    if isinstance(exc, ServiceRefused):
+        return exc.sentences()
     return getattr(exc, "message", None) or str(exc)
 
 
@@ -97,15 +100,10 @@ class ServiceAdminMixin:
     rule that needs the database) rolls the whole save back and is shown as an error message
     instead of a server error. Forms still validate what they can, so this stays rare."""
 
-    service_refusals: tuple[type[Exception], ...] = (ValidationError,)
-
-    def get_service_refusals(self) -> tuple[type[Exception], ...]:
-        return self.service_refusals
-
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except self.get_service_refusals() as exc:
+        except (ServiceRefused, ValidationError) as exc:
             # The exception left the admin's transaction, so nothing of this save was kept.
             self.message_user(request, f"Not saved: {refusal_text(exc)}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())

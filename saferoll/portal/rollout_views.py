@@ -4,7 +4,7 @@ new rollout, releases and incidents.
 Every action goes through rollouts.services with actor=request.user after the permission check
 of rollouts.permissions; a refusal is shown as a message and the page redirects back (PRG). What a
 button says when it is disabled comes from the same rules the services apply
-(services.transition_refusal, the emergency stop, the gate decision), so the page and the server agree.
+(lifecycle.transition_refusal, the emergency stop, the gate decision), so the page and the server agree.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from devices.models import Device
-from rollouts import services, services_catalog
 from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, IncidentStatus, RolloutStatus
-from rollouts.emergency import EmergencyStopActive, emergency_stop_check
 from rollouts.gates import Action, Decision, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act
 from rollouts.selectors import rollout_ring_health
+from rollouts.services import incidents, lifecycle
+from rollouts.services.lifecycle import EmergencyStopActive, emergency_stop_check
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
@@ -87,8 +88,8 @@ def _decision(rollout: Rollout) -> Decision | None:
     if rollout.status not in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED) or not rollout.current_ring:
         return None
     try:
-        return services.rollout_evaluate(rollout=rollout)
-    except services.TransitionRefused:
+        return lifecycle.rollout_evaluate(rollout=rollout)
+    except ServiceRefused:
         return None
 
 
@@ -173,7 +174,7 @@ def _describe_action(name: str, rollout: Rollout) -> ActionButton:
 def _refusal(name: str, rollout: Rollout, decision: Decision | None) -> str | None:
     """Why `name` cannot be done now, as the service would say it: the state machine first, then
     the emergency stop, then the gates (promote needs PROMOTE; resume is refused on PAUSE/ROLLBACK)."""
-    refusal = services.transition_refusal(rollout, name)
+    refusal = lifecycle.transition_refusal(rollout, name)
     if refusal is None and name in ("start", "promote", "resume"):
         refusal = _emergency_refusal(f"{name} a rollout")
     if refusal is None and decision is not None:
@@ -460,11 +461,11 @@ def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
 # --- actions -----------------------------------------------------------------------------------
 
 _SERVICES = {
-    "start": services.rollout_start,
-    "promote": services.rollout_promote,
-    "pause": services.rollout_pause,
-    "resume": services.rollout_resume,
-    "rollback": services.rollout_rollback,
+    "start": lifecycle.rollout_start,
+    "promote": lifecycle.rollout_promote,
+    "pause": lifecycle.rollout_pause,
+    "resume": lifecycle.rollout_resume,
+    "rollback": lifecycle.rollout_rollback,
 }
 _DONE = {
     "start": "Rollout started in {ring}.",
@@ -492,7 +493,7 @@ def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpRe
         button = next((b for b in _action_buttons(rollout, request.user, decision) if b.name == action), None)
         if button is None:
             messages.error(
-                request, services.transition_refusal(rollout, action) or "That action is not available."
+                request, lifecycle.transition_refusal(rollout, action) or "That action is not available."
             )
             return redirect(detail)
         return render(request, "rollouts/confirm.html", {"rollout": rollout, "button": button})
@@ -511,9 +512,9 @@ def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpRe
         rollout.current_ring = form.cleaned_data["expected_ring"] or None
     try:
         _SERVICES[action](rollout=rollout, actor=request.user, reason=form.cleaned_data["reason"])
-    except services.GatesRefused as exc:
+    except lifecycle.GatesRefused as exc:
         messages.error(request, f"{exc} — {exc.decision.reason}")
-    except services.TransitionRefused as exc:
+    except ServiceRefused as exc:
         messages.error(request, str(exc))
     else:
         rollout.refresh_from_db()
@@ -532,10 +533,10 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
     form = RolloutCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            rollout = services.rollout_create(
+            rollout = lifecycle.rollout_create(
                 release=form.cleaned_data["release"], plan=form.cleaned_data["plan"], actor=request.user
             )
-        except (services.PlanInvalid, ValueError) as exc:
+        except ServiceRefused as exc:
             form.add_error("plan", str(exc))
         else:
             messages.success(
@@ -612,8 +613,8 @@ def incident_open(request: HttpRequest) -> HttpResponse:
                 messages.error(request, f"{field.capitalize()}: {error}")
         return redirect("portal:incident-list")
     try:
-        incident = services_catalog.incident_open(actor=request.user, **form.cleaned_data)
-    except services_catalog.CatalogRefused as exc:
+        incident = incidents.incident_open(actor=request.user, **form.cleaned_data)
+    except ServiceRefused as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Incident #{incident.pk} opened.")
@@ -629,8 +630,8 @@ def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     form = IncidentResolveForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
-        services_catalog.incident_resolve(incident=incident, actor=request.user, reason=reason)
-    except services_catalog.CatalogRefused as exc:
+        incidents.incident_resolve(incident=incident, actor=request.user, reason=reason)
+    except ServiceRefused as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Incident #{incident.pk} resolved.")

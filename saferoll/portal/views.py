@@ -27,13 +27,13 @@ from django.views.decorators.http import require_GET, require_POST
 from devices.choices import DeviceStatus
 from devices.models import Device
 from rollouts.choices import RolloutStatus
-from rollouts.emergency import emergency_stop_lift, emergency_stop_raise
 from rollouts.models import Evaluation, Rollout
 from rollouts.permissions import can_act, can_view_rollouts
 from rollouts.selectors import rollout_ring_health
-from rollouts.services import TransitionRefused
+from rollouts.services.emergency import emergency_stop_lift, emergency_stop_raise
 from saferoll.core.alerts import alert_acknowledge
 from saferoll.core.api.audit import AuditEventFilter
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.forms import SignInForm, locked_out_status
 from saferoll.core.models import Alert, AuditEvent, FleetState
 
@@ -217,7 +217,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
     elif operation == "raise":
         try:
             state = emergency_stop_raise(actor=request.user, reason=reason)
-        except TransitionRefused as exc:
+        except ServiceRefused as exc:
             messages.error(request, str(exc))
         else:
             if state is None:

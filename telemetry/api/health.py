@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from devices.authentication import DeviceAuthentication
 from saferoll.core.api.errors import error_response
+from saferoll.core.api.schema import ErrorSerializer
 from saferoll.core.api.throttles import THROTTLED_RESPONSE, HealthBatchThrottle, HealthThrottle
 from telemetry import metrics, selectors
 from telemetry.api.serializers import (
@@ -22,7 +23,6 @@ from telemetry.api.serializers import (
     HealthBatchInputSerializer,
     HealthBatchResultSerializer,
     HealthCheckInputSerializer,
-    HealthErrorSerializer,
     HealthStatusSerializer,
     RingHealthQuerySerializer,
     RingHealthSerializer,
@@ -42,8 +42,8 @@ from telemetry.services import health_ingest, health_ingest_batch
 RING_MAX_LENGTH = HealthCheck._meta.get_field("ring").max_length
 
 ERRORS = {
-    401: OpenApiResponse(HealthErrorSerializer, description="No credential, or a bad or revoked one."),
-    403: OpenApiResponse(HealthErrorSerializer, description="The credential may not do this."),
+    401: OpenApiResponse(ErrorSerializer, description="No credential, or a bad or revoked one."),
+    403: OpenApiResponse(ErrorSerializer, description="The credential may not do this."),
 }
 
 
@@ -95,7 +95,7 @@ class HealthCheckView(IngestView):
         request=HealthCheckInputSerializer,
         responses={
             200: HealthStatusSerializer,
-            400: OpenApiResponse(HealthErrorSerializer, description="Invalid input, field by field."),
+            400: OpenApiResponse(ErrorSerializer, description="Invalid input, field by field."),
             **ERRORS,
             429: THROTTLED_RESPONSE,
         },
@@ -145,7 +145,7 @@ class HealthBatchView(IngestView):
             400: OpenApiResponse(
                 HealthBatchErrorSerializer, description="Malformed or empty batch, or no valid check."
             ),
-            413: OpenApiResponse(HealthErrorSerializer, description="More checks than a batch may hold."),
+            413: OpenApiResponse(ErrorSerializer, description="More checks than a batch may hold."),
             **ERRORS,
             429: THROTTLED_RESPONSE,
         },
@@ -230,8 +230,8 @@ class RingHealthView(APIView):
         parameters=[RingHealthQuerySerializer],
         responses={
             200: RingHealthSerializer,
-            400: HealthErrorSerializer,
-            404: OpenApiResponse(HealthErrorSerializer, description="No such ring."),
+            400: ErrorSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No such ring."),
             **ERRORS,
         },
     )
@@ -257,8 +257,8 @@ class RingSeriesView(APIView):
         parameters=[RingSeriesQuerySerializer],
         responses={
             200: RingSeriesSerializer,
-            400: HealthErrorSerializer,
-            404: OpenApiResponse(HealthErrorSerializer, description="No such ring."),
+            400: ErrorSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="No such ring."),
             **ERRORS,
         },
     )

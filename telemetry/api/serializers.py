@@ -10,6 +10,7 @@ import math
 
 from rest_framework import serializers
 
+from saferoll.core.api.schema import ErrorSerializer
 from telemetry.services import HealthReport
 
 # PositiveIntegerField is a 32-bit integer column on PostgreSQL.
@@ -141,16 +142,7 @@ class HealthBatchResultSerializer(serializers.Serializer):
     rejected = RejectedCheckSerializer(many=True)
 
 
-class HealthErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Field-by-field messages, when the input was invalid.",
-    )
-
-
-class HealthBatchErrorSerializer(HealthErrorSerializer):
+class HealthBatchErrorSerializer(ErrorSerializer):
     """A malformed batch (error and fields), or one whose every check was refused (error, accepted,
     duplicates and rejected)."""
 

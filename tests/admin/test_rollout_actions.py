@@ -4,10 +4,10 @@ import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
 
-from rollouts import services as lifecycle
 from rollouts.choices import RolloutStatus
 from rollouts.gates import Action, Decision
 from rollouts.models import Rollout
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from saferoll.core.models import AuditEvent
 from tests.factories import DeviceFactory, ReleaseFactory, RolloutFactory, RolloutPlanFactory, UserFactory

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from rollouts import services
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import AuditEvent
@@ -122,8 +122,8 @@ def seeded_world(db, settings, tmp_path):
     stable = ReleaseFactory(version="v2.0", is_stable=True)
     release = ReleaseFactory(version="v2.1", previous_release=stable)
     plan = RolloutPlanFactory(name="fuzz-plan", is_default=True)
-    created = services.rollout_create(release=release, plan=plan, actor=manager)
-    rollout = services.rollout_start(rollout=created, actor=manager)
+    created = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_start(rollout=created, actor=manager)
     cohort = CohortFactory(name="lobby")
     cohort.devices.add(*devices[:2])
     incident = IncidentFactory(release=release)

@@ -3,10 +3,10 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from rollouts import services
 from rollouts.choices import DeploymentState
 from rollouts.gates import GateConfig
 from rollouts.models import Rollout
+from rollouts.services import lifecycle
 from tests.factories import DeviceFactory, HealthCheckFactory, ReleaseFactory, RolloutPlanFactory
 
 LONG_AGO = dt.timedelta(minutes=10)
@@ -67,8 +67,8 @@ def make_rollout(fleet):
             gate_config=config.to_dict(),
         )
         release = ReleaseFactory(previous_release=ReleaseFactory(version="v2.0", is_stable=True))
-        rollout = services.rollout_create(release=release, plan=plan, actor=None)
-        rollout = services.rollout_start(rollout=rollout, actor=None)
+        rollout = lifecycle.rollout_create(release=release, plan=plan, actor=None)
+        rollout = lifecycle.rollout_start(rollout=rollout, actor=None)
         activate_ring(rollout, "pilot", at=timezone.now() - LONG_AGO)
         Rollout.objects.filter(pk=rollout.pk).update(stage_started_at=timezone.now() - LONG_AGO)
         rollout.refresh_from_db()

@@ -7,10 +7,12 @@ from django.utils import timezone
 
 from devices.choices import DeviceStatus
 from devices.services import devices_mark_offline
-from rollouts import autopilot, services
+from rollouts import autopilot
 from rollouts.choices import DeploymentState, IncidentSeverity, RolloutStatus
-from rollouts.emergency import emergency_stop_lift, emergency_stop_raise
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
+from rollouts.services import lifecycle
+from rollouts.services.emergency import emergency_stop_lift, emergency_stop_raise
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import Alert, AuditEvent, FleetState
 from tests.autopilot.conftest import activate_ring, report
 from tests.factories import DeviceFactory, HealthCheckFactory, IncidentFactory
@@ -229,7 +231,7 @@ def test_a_stuck_deployment_step_fails_after_its_timeout(make_rollout, settings)
 def test_a_device_not_back_after_a_rollback_is_flagged_once_with_an_alert(make_rollout, settings):
     settings.SAFEROLL_ROLLBACK_TARGET_SECONDS = 600
     rollout = make_rollout()
-    services.rollout_rollback(rollout=rollout, actor=None, reason="test")
+    lifecycle.rollout_rollback(rollout=rollout, actor=None, reason="test")
     now = timezone.now()
     late = rollout.deployments.first()
     DeviceDeployment.objects.filter(pk=late.pk).update(rolling_back_at=now - dt.timedelta(minutes=11))
@@ -265,8 +267,8 @@ def test_the_emergency_stop_pauses_everything_and_refuses_promotion(make_rollout
     rollout.refresh_from_db()
     assert rollout.status == RolloutStatus.PAUSED
     assert FleetState.load().emergency_stop
-    with pytest.raises(services.TransitionRefused, match="emergency stop"):
-        services.rollout_resume(rollout=rollout, actor=operator, reason="try")
+    with pytest.raises(ServiceRefused, match="emergency stop"):
+        lifecycle.rollout_resume(rollout=rollout, actor=operator, reason="try")
     assert AuditEvent.objects.filter(action="EMERGENCY_STOP", actor=operator).exists()
 
     emergency_stop_lift(actor=operator, reason="Network back")
@@ -278,9 +280,9 @@ def test_the_emergency_stop_pauses_everything_and_refuses_promotion(make_rollout
 def test_the_emergency_stop_refuses_new_starts(fleet, make_rollout):
     rollout = make_rollout()
     emergency_stop_raise(actor=None, reason="drill")
-    fresh = services.rollout_create(release=rollout.release, plan=rollout.plan, actor=None)
-    with pytest.raises(services.TransitionRefused, match="emergency stop"):
-        services.rollout_start(rollout=fresh, actor=None)
+    fresh = lifecycle.rollout_create(release=rollout.release, plan=rollout.plan, actor=None)
+    with pytest.raises(ServiceRefused, match="emergency stop"):
+        lifecycle.rollout_start(rollout=fresh, actor=None)
 
 
 def test_a_fleet_wide_failure_raises_the_emergency_stop_by_itself(make_rollout, settings):
@@ -311,7 +313,7 @@ def test_a_healthy_fleet_keeps_running(db, settings):
 
 def test_it_still_rolls_back_a_paused_rollout_whose_ring_turns_critical(make_rollout, persona):
     rollout = make_rollout()
-    services.rollout_pause(rollout=rollout, actor=persona("operator").user, reason="looking into it")
+    lifecycle.rollout_pause(rollout=rollout, actor=persona("operator").user, reason="looking into it")
     now = timezone.now()
     report(rollout, "pilot", crash_free=0.80, at=now)
 
@@ -325,7 +327,7 @@ def test_it_still_rolls_back_a_paused_rollout_whose_ring_turns_critical(make_rol
 
 def test_it_leaves_a_paused_rollout_to_people_when_it_is_failing_but_not_critical(make_rollout, persona):
     rollout = make_rollout(consecutive_failures_to_pause=1)
-    services.rollout_pause(rollout=rollout, actor=persona("operator").user, reason="looking into it")
+    lifecycle.rollout_pause(rollout=rollout, actor=persona("operator").user, reason="looking into it")
     now = timezone.now()
     report(rollout, "pilot", crash_free=0.98, at=now)
 

@@ -1,11 +1,11 @@
 import pytest
 from django.utils import timezone
 
-from rollouts import deployments
 from rollouts.choices import DeploymentState, RolloutStatus
-from rollouts.deployments import DIAGNOSTICS_MAX_BYTES
 from rollouts.models import DeviceDeployment
-from saferoll.core.api.errors import Conflict
+from rollouts.services import deployments
+from rollouts.services.deployments import DIAGNOSTICS_MAX_BYTES
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent
 from tests.factories import DeviceDeploymentFactory, DeviceFactory, ReleaseFactory, RolloutFactory
 
@@ -256,7 +256,7 @@ def test_it_refuses_a_report_that_lost_the_race_to_a_different_step(stale_read, 
         state=DeploymentState.FAILED, last_error="timeout"
     )
 
-    with pytest.raises(Conflict):
+    with pytest.raises(ServiceRefused):
         deployments.deployment_report(device=device, rollout=deployment.rollout, state="downloading")
 
     deployment.refresh_from_db()

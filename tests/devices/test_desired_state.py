@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from devices.choices import DeviceStatus
 from rollouts.choices import DeploymentState, RolloutStatus
-from rollouts.deployments import activation_start
+from rollouts.services.deployments import activation_start
 from tests.factories import DeviceDeploymentFactory, ReleaseFactory, RolloutFactory
 
 pytestmark = pytest.mark.django_db

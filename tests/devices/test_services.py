@@ -5,13 +5,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.utils import timezone
 
 from devices import services
 from devices.choices import DeviceStatus
 from devices.models import Device
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent
 from tests.devices.conftest import FLEET_KEY
 from tests.factories import DeviceFactory, UserFactory
@@ -61,20 +62,20 @@ def test_it_compares_the_enrollment_key_as_bytes():
 
 @pytest.mark.django_db
 def test_it_refuses_a_variant_name_that_is_too_long():
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ServiceRefused) as exc:
         services.device_enroll(device_id="tv-1", enrollment_key=FLEET_KEY, variant="v" * 51)
 
-    assert "variant" in exc.value.message_dict
+    assert "variant" in exc.value.errors
 
 
 @pytest.mark.django_db
 def test_it_refuses_to_change_fields_people_do_not_manage():
     device = DeviceFactory()
 
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ServiceRefused) as exc:
         services.device_update(device=device, actor=UserFactory(), data={"token_hash": "x"})
 
-    assert "token_hash" in exc.value.message_dict
+    assert "token_hash" in exc.value.errors
 
 
 @pytest.mark.django_db

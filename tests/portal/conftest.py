@@ -16,10 +16,10 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from devices.models import Device
-from rollouts import services
 from rollouts.choices import DeploymentState
 from rollouts.gates import GateConfig
 from rollouts.models import DeviceDeployment, Rollout
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from tests.factories import (
     DEMO_STAGES,
@@ -120,18 +120,18 @@ def rollout_factory(make_user):
         if not Device.objects.exists():
             make_fleet()
         release = ReleaseFactory(version=version) if version else ReleaseFactory()
-        rollout = services.rollout_create(release=release, plan=plan, actor=actor)
+        rollout = lifecycle.rollout_create(release=release, plan=plan, actor=actor)
         if state == "created":
             return rollout
-        services.rollout_start(rollout=rollout, actor=actor)
+        lifecycle.rollout_start(rollout=rollout, actor=actor)
         if healthy:
             report_healthy(rollout)
         if state == "ring_5":
-            services.rollout_promote(rollout=rollout, actor=actor)
+            lifecycle.rollout_promote(rollout=rollout, actor=actor)
             if healthy:
                 report_healthy(rollout)
         if state == "paused":
-            services.rollout_pause(rollout=rollout, actor=actor, reason="Investigating")
+            lifecycle.rollout_pause(rollout=rollout, actor=actor, reason="Investigating")
         rollout.refresh_from_db()
         return rollout
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from django.utils import timezone
 
-from rollouts import services
 from rollouts.models import DeviceDeployment, Rollout
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import AlertLevel, FleetState
@@ -54,7 +54,7 @@ def test_a_promotion_shows_on_an_open_detail_page_without_a_reload(browser_page,
     state = page.get_by_test_id("rollout-state")
     expect()(state).to_have_text("Pilot")
 
-    services.rollout_promote(rollout=rollout, actor=page.user, reason="Looks good")
+    lifecycle.rollout_promote(rollout=rollout, actor=page.user, reason="Looks good")
 
     expect()(state).to_have_text("Ring 5%", timeout=LIVE_TIMEOUT_MS)
     expect()(page.locator('[data-ring="ring_5"]')).to_have_attribute("data-ring-state", "active")
@@ -69,7 +69,7 @@ def test_an_automatic_rollback_shows_its_alert_and_the_new_state(browser_page, r
     open_rollout(page, rollout)
 
     reason = "Critical: crash-free rate 94.0% is below 95.0%."
-    services.rollout_rollback(rollout=rollout, actor=None, reason=reason)
+    lifecycle.rollout_rollback(rollout=rollout, actor=None, reason=reason)
     alert_raise(
         level=AlertLevel.CRITICAL,
         kind="AUTO_ROLLBACK",
@@ -158,7 +158,7 @@ def test_the_emergency_stop_banner_appears_on_every_open_page(browser_page, roll
     rollout_factory("pilot")
     page.goto("/devices")
     expect()(page.locator("[data-live-indicator]")).to_have_attribute("data-state", "connected")
-    from rollouts.emergency import emergency_stop_raise
+    from rollouts.services.emergency import emergency_stop_raise
     from saferoll.portal.broadcast import broadcast_fleet
 
     emergency_stop_raise(actor=None, reason="Hospital network outage")
@@ -214,21 +214,21 @@ def demo_data(make_user) -> Rollout:
     plan = fast_plan()
     stable = ReleaseFactory(version="v2.0", is_stable=True)
 
-    done = services.rollout_create(
+    done = lifecycle.rollout_create(
         release=ReleaseFactory(version="v1.9", previous_release=None), plan=plan, actor=manager
     )
-    services.rollout_start(rollout=done, actor=manager)
+    lifecycle.rollout_start(rollout=done, actor=manager)
     for _ in range(4):
         report_healthy(done)
-        services.rollout_promote(rollout=done, actor=None)
-    bad = services.rollout_create(
+        lifecycle.rollout_promote(rollout=done, actor=None)
+    bad = lifecycle.rollout_create(
         release=ReleaseFactory(version="v2.1-beta", previous_release=stable), plan=plan, actor=manager
     )
-    services.rollout_start(rollout=bad, actor=manager)
+    lifecycle.rollout_start(rollout=bad, actor=manager)
     report_healthy(bad)
-    services.rollout_promote(rollout=bad, actor=manager)
+    lifecycle.rollout_promote(rollout=bad, actor=manager)
     reason = "Critical: crash-free rate 93.8% is below 95.0%."
-    services.rollout_rollback(rollout=bad, actor=None, reason=reason)
+    lifecycle.rollout_rollback(rollout=bad, actor=None, reason=reason)
     alert_raise(
         level=AlertLevel.CRITICAL,
         kind="AUTO_ROLLBACK",
@@ -237,12 +237,12 @@ def demo_data(make_user) -> Rollout:
         rollout=bad,
     )
 
-    live = services.rollout_create(
+    live = lifecycle.rollout_create(
         release=ReleaseFactory(version="v2.1", previous_release=stable), plan=plan, actor=manager
     )
-    services.rollout_start(rollout=live, actor=manager)
+    lifecycle.rollout_start(rollout=live, actor=manager)
     report_healthy(live)
-    services.rollout_promote(rollout=live, actor=manager, reason="Pilot green for 30 minutes.")
+    lifecycle.rollout_promote(rollout=live, actor=manager, reason="Pilot green for 30 minutes.")
     live.refresh_from_db()
     now = timezone.now()
     checks = []
@@ -268,7 +268,7 @@ def demo_data(make_user) -> Rollout:
     DeviceDeployment.objects.filter(rollout=live).update(
         state="activated", activated_at=now - dt.timedelta(minutes=31)
     )
-    services.rollout_create(release=ReleaseFactory(version="v2.2"), plan=plan, actor=manager)
+    lifecycle.rollout_create(release=ReleaseFactory(version="v2.2"), plan=plan, actor=manager)
     FleetState.load()
     FleetState.objects.filter(pk=1).update(autopilot_last_run=now)
     return live

@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from django.db import transaction
 from django.test import Client
 
-from rollouts import services
+from rollouts.services import lifecycle
 from saferoll.asgi import application
 from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
@@ -97,7 +97,7 @@ def test_a_rollout_change_reaches_the_socket_only_after_it_commits(make_user, ro
 
     def start_in_a_transaction(then_check):
         with transaction.atomic():
-            services.rollout_start(rollout=rollout, actor=manager)
+            lifecycle.rollout_start(rollout=rollout, actor=manager)
             broadcast.broadcast_rollout(rollout.pk)
             then_check()
 

@@ -10,9 +10,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from rollouts import services
 from rollouts.choices import IncidentStatus, RolloutStatus
 from rollouts.models import Incident, Rollout
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import Alert, AlertLevel, AuditEvent, FleetState
@@ -115,7 +115,7 @@ def test_the_dashboard_groups_rollouts_by_active_completed_and_rolled_back(page_
     active = rollout_factory("pilot", version="v9.1")
     rolled_back = rollout_factory("created", version="v9.2")
     rolled_back.refresh_from_db()
-    services.rollout_rollback(rollout=rolled_back, actor=None, reason="Crash loop on boot")
+    lifecycle.rollout_rollback(rollout=rolled_back, actor=None, reason="Crash loop on boot")
     html = page_client(roles.VIEWER).get(reverse("portal:dashboard")).content.decode()
     active_section = html.split('id="active-title"')[1].split('id="completed-title"')[0]
     failed_section = html.split('id="failed-title"')[1]
@@ -224,7 +224,7 @@ def test_it_tells_a_paused_rollout_must_be_resumed_before_promoting(page_client,
 
 def test_it_offers_no_action_on_a_finished_rollout(page_client, rollout_factory):
     rollout = rollout_factory("pilot")
-    services.rollout_rollback(rollout=rollout, actor=None, reason="bad")
+    lifecycle.rollout_rollback(rollout=rollout, actor=None, reason="bad")
     response = page_client(roles.ADMIN).get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
     assert offered(response) == set()
     html = response.content.decode()

@@ -4,9 +4,9 @@ ring look healthy or failing)."""
 
 import pytest
 
-from rollouts import services
 from rollouts.gates import GateConfig
 from rollouts.models import Release, Rollout
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from tests.factories import DeviceFactory, ReleaseFactory, RolloutPlanFactory, UserFactory
 
@@ -44,10 +44,10 @@ def manager(db):
 @pytest.fixture
 def rollout(plan, release, fleet, manager) -> Rollout:
     """A created rollout of v2.1 over the test fleet."""
-    return services.rollout_create(release=release, plan=plan, actor=manager)
+    return lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
 
 @pytest.fixture
 def started(rollout, manager) -> Rollout:
     """The rollout, started: pending deployments in pilot."""
-    return services.rollout_start(rollout=rollout, actor=manager)
+    return lifecycle.rollout_start(rollout=rollout, actor=manager)

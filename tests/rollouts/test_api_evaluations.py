@@ -2,8 +2,8 @@
 
 import pytest
 
-from rollouts import services
 from rollouts.choices import EvaluationSource
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from tests.factories import EvaluationFactory, ReleaseFactory
 from tests.rollouts.helpers import report
@@ -16,9 +16,9 @@ def evaluations(started, manager, plan):
     """A refused promote (PAUSE) then, once healthy, a promote (PROMOTE) of one rollout, and an
     autopilot evaluation of another."""
     report(started, "pilot", crash_free=0.985)
-    with pytest.raises(services.GatesRefused):
-        services.rollout_promote(rollout=started, actor=manager)
-    other = services.rollout_create(release=ReleaseFactory(version="v5.0"), plan=plan, actor=manager)
+    with pytest.raises(lifecycle.GatesRefused):
+        lifecycle.rollout_promote(rollout=started, actor=manager)
+    other = lifecycle.rollout_create(release=ReleaseFactory(version="v5.0"), plan=plan, actor=manager)
     EvaluationFactory(rollout=other, ring="ring_5", action="WAIT", source=EvaluationSource.AUTOPILOT)
     return started, other
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from rollouts import services
 from rollouts.choices import DeploymentState
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
+from rollouts.services import lifecycle
 from saferoll.core import roles
 from saferoll.core.models import AuditEvent
 from tests.conftest import client_for
@@ -106,7 +106,7 @@ def test_it_rejects_a_rollout_of_a_broken_plan(release_manager, release):
 
 
 def test_it_lists_rollouts_under_the_key_rollouts(viewer, started, plan, manager):
-    other = services.rollout_create(release=ReleaseFactory(version="v3.0"), plan=plan, actor=manager)
+    other = lifecycle.rollout_create(release=ReleaseFactory(version="v3.0"), plan=plan, actor=manager)
 
     response = viewer.get("/api/rollouts")
 
@@ -141,7 +141,7 @@ def test_it_lists_rollouts_under_the_key_rollouts(viewer, started, plan, manager
 def test_it_filters_rollouts(viewer, started, plan, manager, query, expected):
     rollouts = {
         "started": started,
-        "other": services.rollout_create(release=ReleaseFactory(version="v3.0"), plan=plan, actor=manager),
+        "other": lifecycle.rollout_create(release=ReleaseFactory(version="v3.0"), plan=plan, actor=manager),
     }
 
     response = viewer.get(f"/api/rollouts?{query}")
@@ -163,7 +163,7 @@ def test_it_refuses_a_moment_that_leaves_the_calendar_once_in_utc(viewer, starte
 
 def test_it_pages_the_list(viewer, plan, manager):
     for index in range(3):
-        services.rollout_create(release=ReleaseFactory(version=f"v4.{index}"), plan=plan, actor=manager)
+        lifecycle.rollout_create(release=ReleaseFactory(version=f"v4.{index}"), plan=plan, actor=manager)
 
     body = viewer.get("/api/rollouts?page_size=2").json()
 
@@ -173,7 +173,7 @@ def test_it_pages_the_list(viewer, plan, manager):
 
 def test_it_shows_a_rollout_with_its_timeline_blast_radius_and_deployments(viewer, started, manager, fleet):
     report(started, "pilot")
-    services.rollout_promote(rollout=started, actor=manager, reason="Pilot is fine.")
+    lifecycle.rollout_promote(rollout=started, actor=manager, reason="Pilot is fine.")
     first_ring_5 = DeviceDeployment.objects.filter(rollout=started, ring="ring_5").order_by("pk").first()
     DeviceDeployment.objects.filter(pk=first_ring_5.pk).update(state=DeploymentState.DOWNLOADING)
 
@@ -271,7 +271,7 @@ def test_it_rolls_back_with_a_sentence_when_no_reason_is_given(release_manager, 
 def test_it_answers_conflict_with_a_sentence_to_a_command_the_state_does_not_allow(
     release_manager, started, manager, command, message
 ):
-    services.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_pause(rollout=started, actor=manager)
 
     response = release_manager.post(f"/api/rollouts/{started.rollout_id}/{command}")
 
@@ -285,7 +285,7 @@ def test_it_answers_conflict_with_a_sentence_to_a_command_the_state_does_not_all
 def test_it_answers_conflict_to_any_command_on_a_rolled_back_rollout(
     release_manager, started, manager, command
 ):
-    services.rollout_rollback(rollout=started, actor=manager, reason="Bad.")
+    lifecycle.rollout_rollback(rollout=started, actor=manager, reason="Bad.")
 
     response = release_manager.post(f"/api/rollouts/{started.rollout_id}/{command}")
 
@@ -329,7 +329,7 @@ def test_it_refuses_to_resume_a_failing_ring_and_resumes_once_it_is_healthy(
     release_manager, started, manager
 ):
     report(started, "pilot", crash_free=0.97)
-    services.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_pause(rollout=started, actor=manager)
 
     refused = release_manager.post(f"/api/rollouts/{started.rollout_id}/resume")
     age_out_checks()
@@ -389,11 +389,11 @@ def prepare(command: str, rollout: Rollout, manager) -> str:
     if command == "create":
         return "/api/rollouts"
     if command != "start":
-        services.rollout_start(rollout=rollout, actor=manager)
+        lifecycle.rollout_start(rollout=rollout, actor=manager)
     if command == "promote":
         report(rollout, "pilot")
     if command == "resume":
-        services.rollout_pause(rollout=rollout, actor=manager)
+        lifecycle.rollout_pause(rollout=rollout, actor=manager)
     return f"/api/rollouts/{rollout.rollout_id}/{command}"
 
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 from django.db import connection, transaction
 
-from rollouts import services
 from rollouts.models import DeviceDeployment, Rollout
+from rollouts.services import lifecycle
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent
 from tests.rollouts.helpers import report
 
@@ -40,7 +41,7 @@ def race(rollout: Rollout, attempts: dict[str, Callable[[Rollout], Rollout]]) ->
             barrier.wait()
             act(seen)
             outcomes[name] = "done"
-        except services.TransitionRefused as refused:
+        except ServiceRefused as refused:
             outcomes[name] = refused.message
         finally:
             connection.close()
@@ -82,8 +83,8 @@ def test_it_lets_exactly_one_of_a_promote_and_an_automatic_rollback_happen(racin
     outcomes = race(
         racing,
         {
-            "promote": lambda seen: services.rollout_promote(rollout=seen, actor=manager),
-            "rollback": lambda seen: services.rollout_rollback(
+            "promote": lambda seen: lifecycle.rollout_promote(rollout=seen, actor=manager),
+            "rollback": lambda seen: lifecycle.rollout_rollback(
                 rollout=seen, actor=None, reason="Pilot is critical."
             ),
         },
@@ -118,8 +119,8 @@ def test_it_promotes_once_when_two_people_press_promote_together(racing, manager
     outcomes = race(
         racing,
         {
-            "first": lambda seen: services.rollout_promote(rollout=seen, actor=manager),
-            "second": lambda seen: services.rollout_promote(rollout=seen, actor=manager),
+            "first": lambda seen: lifecycle.rollout_promote(rollout=seen, actor=manager),
+            "second": lambda seen: lifecycle.rollout_promote(rollout=seen, actor=manager),
         },
     )
 

@@ -5,9 +5,10 @@ import datetime as dt
 import pytest
 from django.test import override_settings
 
-from rollouts import presets, services
 from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
+from rollouts.services import plans
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -40,15 +41,15 @@ pytestmark = pytest.mark.django_db
     ],
 )
 def test_it_refuses_stages_that_do_not_hold_together(stages, message):
-    with pytest.raises(services.PlanInvalid) as invalid:
-        services.plan_clean_stages(stages)
+    with pytest.raises(ServiceRefused) as invalid:
+        plans.plan_clean_stages(stages)
 
     assert message in invalid.value.message
-    assert invalid.value.field == "stages"
+    assert list(invalid.value.errors) == ["stages"]
 
 
 def test_it_fills_in_the_defaults_of_a_stage():
-    assert services.plan_clean_stages(
+    assert plans.plan_clean_stages(
         [{"ring": " pilot "}, {"ring": "wide", "bake_minutes": 30, "auto_advance": True}]
     ) == [
         {"ring": "pilot", "bake_minutes": 0, "auto_advance": False},
@@ -66,12 +67,12 @@ def test_it_fills_in_the_defaults_of_a_stage():
     ],
 )
 def test_it_refuses_gate_settings_the_gate_engine_does_not_accept(gate_config, message):
-    with pytest.raises(services.PlanInvalid, match=message.replace("(", r"\(").replace(")", r"\)")):
-        services.plan_clean_gate_config(gate_config)
+    with pytest.raises(ServiceRefused, match=message.replace("(", r"\(").replace(")", r"\)")):
+        plans.plan_clean_gate_config(gate_config)
 
 
 def test_it_creates_a_plan_and_audits_it(manager):
-    plan = services.plan_create(
+    plan = plans.plan_create(
         actor=manager, name="careful", stages=[{"ring": "pilot"}], gate_config={"min_sample": 30}
     )
 
@@ -81,17 +82,15 @@ def test_it_creates_a_plan_and_audits_it(manager):
 
 
 def test_it_keeps_one_default_plan(manager, plan):
-    other = services.plan_create(
-        actor=manager, name="new-default", stages=[{"ring": "pilot"}], is_default=True
-    )
+    other = plans.plan_create(actor=manager, name="new-default", stages=[{"ring": "pilot"}], is_default=True)
 
     assert list(RolloutPlan.objects.filter(is_default=True)) == [other]
-    services.plan_update(plan=plan, actor=manager, is_default=True)
+    plans.plan_update(plan=plan, actor=manager, is_default=True)
     assert list(RolloutPlan.objects.filter(is_default=True)) == [plan]
 
 
 def test_it_audits_what_changed_in_a_plan(manager, plan):
-    services.plan_update(plan=plan, actor=manager, description="Faster.", gate_config={"min_sample": 5})
+    plans.plan_update(plan=plan, actor=manager, description="Faster.", gate_config={"min_sample": 5})
 
     event = AuditEvent.objects.get(object_type="rolloutplan", action="UPDATE")
     assert event.changes == {
@@ -102,14 +101,14 @@ def test_it_audits_what_changed_in_a_plan(manager, plan):
 
 
 def test_it_writes_no_audit_event_when_nothing_changed(manager, plan):
-    services.plan_update(plan=plan, actor=manager, description=plan.description)
+    plans.plan_update(plan=plan, actor=manager, description=plan.description)
 
     assert not AuditEvent.objects.filter(action="UPDATE").exists()
 
 
 def test_it_refuses_half_an_activation_window(manager):
-    with pytest.raises(services.PlanInvalid, match="both a start and an end"):
-        services.plan_create(
+    with pytest.raises(ServiceRefused, match="both a start and an end"):
+        plans.plan_create(
             actor=manager, name="night", stages=[{"ring": "pilot"}], activation_window_start=dt.time(2)
         )
 
@@ -118,8 +117,8 @@ def test_it_refuses_half_an_activation_window(manager):
 
 
 def test_it_stores_the_three_presets_once():
-    first = presets.ensure_presets()
-    again = presets.ensure_presets()
+    first = plans.ensure_presets()
+    again = plans.ensure_presets()
 
     assert [plan.name for plan in first] == ["demo", "production", "staging"]
     assert [plan.pk for plan in again] == [plan.pk for plan in first]
@@ -132,17 +131,17 @@ def test_it_stores_the_three_presets_once():
 
 
 def test_it_leaves_an_existing_default_plan_the_default(plan):
-    presets.ensure_presets()
+    plans.ensure_presets()
 
     assert list(RolloutPlan.objects.filter(is_default=True)) == [plan]
 
 
 def test_it_never_changes_a_preset_someone_edited(manager):
-    presets.ensure_presets()
+    plans.ensure_presets()
     demo = RolloutPlan.objects.get(name="demo")
-    services.plan_update(plan=demo, actor=manager, stages=[{"ring": "pilot", "bake_minutes": 9}])
+    plans.plan_update(plan=demo, actor=manager, stages=[{"ring": "pilot", "bake_minutes": 9}])
 
-    presets.ensure_presets()
+    plans.ensure_presets()
 
     assert RolloutPlan.objects.get(name="demo").stages == [
         {"ring": "pilot", "bake_minutes": 9, "auto_advance": False}
@@ -150,7 +149,7 @@ def test_it_never_changes_a_preset_someone_edited(manager):
 
 
 def test_it_builds_the_presets_over_the_fleets_rings():
-    by_name = {preset["name"]: preset for preset in presets.preset_definitions()}
+    by_name = {preset["name"]: preset for preset in plans.preset_definitions()}
 
     demo, production, staging = by_name["demo"], by_name["production"], by_name["staging"]
     assert [stage["ring"] for stage in demo["stages"]] == ["pilot", "ring_5", "ring_25", "ring_100"]
@@ -165,13 +164,13 @@ def test_it_builds_the_presets_over_the_fleets_rings():
     assert staging["stages"][1]["rings"] == ["ring_5", "ring_25"]
     assert all(stage["auto_advance"] for stage in staging["stages"])
     for preset in by_name.values():
-        assert services.plan_clean_stages(preset["stages"])
-        services.plan_clean_gate_config(preset["gate_config"])
+        assert plans.plan_clean_stages(preset["stages"])
+        plans.plan_clean_gate_config(preset["gate_config"])
 
 
 @override_settings(SAFEROLL_RING_SHARES={"canary": 2, "early": 8, "wide": 40, "all": 50})
 def test_it_follows_a_fleet_with_other_rings():
-    by_name = {preset["name"]: preset for preset in presets.preset_definitions()}
+    by_name = {preset["name"]: preset for preset in plans.preset_definitions()}
 
     assert [stage["ring"] for stage in by_name["demo"]["stages"]] == ["canary", "early", "wide", "all"]
     assert by_name["staging"]["stages"][1] == {

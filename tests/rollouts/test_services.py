@@ -4,10 +4,11 @@ import pytest
 from django.utils import timezone
 
 from devices.models import CohortMembership
-from rollouts import services
 from rollouts.choices import DeploymentState, EvaluationSource, RolloutStatus
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
+from rollouts.services import lifecycle, plans
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent, FleetState
 from tests.factories import (
     CohortFactory,
@@ -40,7 +41,7 @@ def set_state(rollout: Rollout, status: str, ring: str | None) -> Rollout:
 
 
 def test_it_creates_a_rollout_with_the_plans_stages_and_gates_frozen(plan, release, manager):
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
     assert rollout.state == "created"
     assert rollout.current_ring is None
@@ -58,9 +59,7 @@ def test_it_creates_a_rollout_with_the_plans_stages_and_gates_frozen(plan, relea
 
 
 def test_it_keeps_the_frozen_plan_when_the_plan_changes_later(rollout, plan, manager):
-    services.plan_update(
-        plan=plan, actor=manager, stages=[{"ring": "everyone"}], gate_config={"min_sample": 99}
-    )
+    plans.plan_update(plan=plan, actor=manager, stages=[{"ring": "everyone"}], gate_config={"min_sample": 99})
 
     rollout.refresh_from_db()
     assert rollout.ring_names == ["pilot", "ring_5", "ring_25", "ring_100"]
@@ -70,11 +69,11 @@ def test_it_keeps_the_frozen_plan_when_the_plan_changes_later(rollout, plan, man
 def test_it_follows_the_default_plan_when_none_is_named(plan, release, manager):
     RolloutPlanFactory(name="other")
 
-    assert services.rollout_create(release=release, actor=manager).plan == plan
+    assert lifecycle.rollout_create(release=release, actor=manager).plan == plan
 
 
 def test_it_stores_the_presets_when_no_plan_is_the_default(release, manager):
-    rollout = services.rollout_create(release=release, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, actor=manager)
 
     assert rollout.plan.name == "demo"
     assert rollout.plan.is_default
@@ -83,8 +82,8 @@ def test_it_stores_the_presets_when_no_plan_is_the_default(release, manager):
 def test_it_refuses_to_create_a_rollout_of_a_broken_plan(release, manager):
     broken = RolloutPlanFactory(name="broken", stages=[{"ring": "paused"}])
 
-    with pytest.raises(services.PlanInvalid, match="'paused' is a rollout state"):
-        services.rollout_create(release=release, plan=broken, actor=manager)
+    with pytest.raises(ServiceRefused, match="'paused' is a rollout state"):
+        lifecycle.rollout_create(release=release, plan=broken, actor=manager)
     assert not Rollout.objects.exists()
 
 
@@ -92,7 +91,7 @@ def test_it_refuses_to_create_a_rollout_of_a_broken_plan(release, manager):
 
 
 def test_it_starts_into_the_first_ring_and_deploys_its_devices(rollout, manager, fleet):
-    started = services.rollout_start(rollout=rollout, actor=manager)
+    started = lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     assert started.state == "pilot"
     assert started.status == RolloutStatus.ACTIVE
@@ -118,9 +117,9 @@ def test_it_skips_devices_whose_variant_the_release_does_not_support(plan, manag
     good = [DeviceFactory(ring="pilot", variant=supported) for _ in range(3)]
     DeviceFactory(ring="pilot", variant=other)
     DeviceFactory(ring="pilot", variant=None)
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    services.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     assert set(DeviceDeployment.objects.filter(rollout=rollout).values_list("device_id", flat=True)) == {
         device.pk for device in good
@@ -131,23 +130,23 @@ def test_it_skips_devices_whose_variant_the_release_does_not_support(plan, manag
 
 def test_it_deploys_a_release_for_every_variant_to_devices_without_one(plan, release, manager):
     bare = DeviceFactory(ring="pilot", variant=None)
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    services.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     assert DeviceDeployment.objects.filter(rollout=rollout, device=bare).exists()
 
 
 def test_it_skips_devices_still_live_in_another_active_or_paused_rollout(plan, release, manager, fleet):
     pilot = fleet["pilot"]
-    other = services.rollout_create(release=ReleaseFactory(version="v1.9"), plan=plan, actor=manager)
-    services.rollout_start(rollout=other, actor=manager)
-    services.rollout_pause(rollout=other, actor=manager)
+    other = lifecycle.rollout_create(release=ReleaseFactory(version="v1.9"), plan=plan, actor=manager)
+    lifecycle.rollout_start(rollout=other, actor=manager)
+    lifecycle.rollout_pause(rollout=other, actor=manager)
     # Devices whose deployment in the other rollout is over are free again.
     DeviceDeployment.objects.filter(rollout=other, device__in=pilot[:5]).update(state=DeploymentState.FAILED)
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    services.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     targeted = set(DeviceDeployment.objects.filter(rollout=rollout).values_list("device_id", flat=True))
     assert targeted == {device.pk for device in pilot[:5]}
@@ -155,26 +154,26 @@ def test_it_skips_devices_still_live_in_another_active_or_paused_rollout(plan, r
 
 
 def test_it_does_not_count_devices_of_a_finished_rollout_as_busy(plan, release, manager, fleet):
-    other = services.rollout_create(release=ReleaseFactory(version="v1.9"), plan=plan, actor=manager)
-    services.rollout_start(rollout=other, actor=manager)
+    other = lifecycle.rollout_create(release=ReleaseFactory(version="v1.9"), plan=plan, actor=manager)
+    lifecycle.rollout_start(rollout=other, actor=manager)
     report(other, "pilot")
-    services.rollout_rollback(rollout=other, actor=manager, reason="Bad build.")
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    lifecycle.rollout_rollback(rollout=other, actor=manager, reason="Bad build.")
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    services.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     assert DeviceDeployment.objects.filter(rollout=rollout).count() == 20
 
 
 def test_it_takes_over_devices_a_completed_rollout_had_not_reached(plan, release, manager, fleet):
-    older = services.rollout_create(release=ReleaseFactory(version="v2.05"), plan=plan, actor=manager)
-    services.rollout_start(rollout=older, actor=manager)
+    older = lifecycle.rollout_create(release=ReleaseFactory(version="v2.05"), plan=plan, actor=manager)
+    lifecycle.rollout_start(rollout=older, actor=manager)
     Rollout.objects.filter(pk=older.pk).update(status=RolloutStatus.COMPLETED)
     behind, arrived = fleet["pilot"][:3], fleet["pilot"][3:]
     DeviceDeployment.objects.filter(rollout=older, device__in=arrived).update(state=DeploymentState.ACTIVATED)
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    services.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     assert DeviceDeployment.objects.filter(rollout=rollout).count() == 20
     states = dict(DeviceDeployment.objects.filter(rollout=older).values_list("device_id", "state"))
@@ -190,9 +189,9 @@ def test_it_deploys_a_cohort_stage_to_the_cohorts_members(release, manager, flee
     plan = RolloutPlanFactory(
         name="canary-first", stages=[{"ring": "canary", "cohort": "canaries"}, {"ring": "pilot"}]
     )
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    services.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
 
     deployments = DeviceDeployment.objects.filter(rollout=rollout)
     assert {(d.device_id, d.ring) for d in deployments} == {(device.pk, "canary") for device in members}
@@ -207,11 +206,11 @@ def test_it_does_not_deploy_a_device_twice_when_a_later_stage_includes_it(releas
         stages=[{"ring": "canary", "cohort": "canaries"}, {"ring": "pilot"}],
         gate_config={"min_sample": 1},
     )
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
-    services.rollout_start(rollout=rollout, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
     report(rollout, "canary")
 
-    services.rollout_promote(rollout=rollout, actor=manager)
+    lifecycle.rollout_promote(rollout=rollout, actor=manager)
 
     assert DeviceDeployment.objects.filter(rollout=rollout, ring="pilot").count() == 19
     assert DeviceDeployment.objects.filter(rollout=rollout, device=fleet["pilot"][0]).get().ring == "canary"
@@ -219,10 +218,10 @@ def test_it_does_not_deploy_a_device_twice_when_a_later_stage_includes_it(releas
 
 def test_it_refuses_to_start_a_stage_whose_cohort_does_not_exist(release, manager, fleet):
     plan = RolloutPlanFactory(name="ghost", stages=[{"ring": "canary", "cohort": "nobody"}])
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
 
-    with pytest.raises(services.TransitionRefused, match="cohort 'nobody' does not exist"):
-        services.rollout_start(rollout=rollout, actor=manager)
+    with pytest.raises(ServiceRefused, match="cohort 'nobody' does not exist"):
+        lifecycle.rollout_start(rollout=rollout, actor=manager)
     assert Rollout.objects.get(pk=rollout.pk).state == "created"
     assert not DeviceDeployment.objects.exists()
     assert last_event(rollout).action == "START_REFUSED"
@@ -232,11 +231,11 @@ def test_it_deploys_the_devices_of_every_fleet_ring_a_stage_names(release, manag
     plan = RolloutPlanFactory(
         name="merged", stages=[{"ring": "pilot"}, {"ring": "ring_25", "rings": ["ring_5", "ring_25"]}]
     )
-    rollout = services.rollout_create(release=release, plan=plan, actor=manager)
-    services.rollout_start(rollout=rollout, actor=manager)
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
     report(rollout, "pilot")
 
-    services.rollout_promote(rollout=rollout, actor=manager)
+    lifecycle.rollout_promote(rollout=rollout, actor=manager)
 
     assert DeviceDeployment.objects.filter(rollout=rollout, ring="ring_25").count() == 12 + 15
 
@@ -247,7 +246,7 @@ def test_it_deploys_the_devices_of_every_fleet_ring_a_stage_names(release, manag
 def test_it_promotes_to_the_next_ring_when_the_gates_pass(started, manager, fleet):
     report(started, "pilot")
 
-    promoted = services.rollout_promote(rollout=started, actor=manager, reason="Pilot looks good.")
+    promoted = lifecycle.rollout_promote(rollout=started, actor=manager, reason="Pilot looks good.")
 
     assert promoted.state == "ring_5"
     assert promoted.failing_streak == 0
@@ -275,8 +274,8 @@ def test_it_promotes_to_the_next_ring_when_the_gates_pass(started, manager, flee
 def test_it_refuses_to_promote_when_the_gates_say_pause(started, manager):
     report(started, "pilot", crash_free=0.985)
 
-    with pytest.raises(services.GatesRefused) as refused:
-        services.rollout_promote(rollout=started, actor=manager)
+    with pytest.raises(lifecycle.GatesRefused) as refused:
+        lifecycle.rollout_promote(rollout=started, actor=manager)
 
     assert refused.value.message == "Cannot promote: PAUSE"
     assert refused.value.decision.action == Action.PAUSE
@@ -291,8 +290,8 @@ def test_it_refuses_to_promote_when_the_gates_say_pause(started, manager):
 
 
 def test_it_refuses_to_promote_while_too_few_devices_reported(started, manager):
-    with pytest.raises(services.GatesRefused, match="Cannot promote: WAIT") as refused:
-        services.rollout_promote(rollout=started, actor=manager)
+    with pytest.raises(lifecycle.GatesRefused, match="Cannot promote: WAIT") as refused:
+        lifecycle.rollout_promote(rollout=started, actor=manager)
 
     assert "Too little data: 0 of the 10 devices" in refused.value.decision.reason
     assert Rollout.objects.get(pk=started.pk).state == "pilot"
@@ -301,10 +300,10 @@ def test_it_refuses_to_promote_while_too_few_devices_reported(started, manager):
 def test_it_completes_when_the_last_ring_passes(started, manager):
     for ring in ["pilot", "ring_5", "ring_25"]:
         report(started, ring)
-        services.rollout_promote(rollout=started, actor=manager)
+        lifecycle.rollout_promote(rollout=started, actor=manager)
     report(started, "ring_100")
 
-    completed = services.rollout_promote(rollout=started, actor=manager)
+    completed = lifecycle.rollout_promote(rollout=started, actor=manager)
 
     assert completed.state == "completed"
     assert completed.finished_at is not None
@@ -344,11 +343,11 @@ ILLEGAL = [
     ("rollback", "rolled_back", "pilot", "a finished rollout cannot change"),
 ]
 SERVICES = {
-    "start": services.rollout_start,
-    "promote": services.rollout_promote,
-    "pause": services.rollout_pause,
-    "resume": services.rollout_resume,
-    "rollback": lambda **kwargs: services.rollout_rollback(reason="Because.", **kwargs),
+    "start": lifecycle.rollout_start,
+    "promote": lifecycle.rollout_promote,
+    "pause": lifecycle.rollout_pause,
+    "resume": lifecycle.rollout_resume,
+    "rollback": lambda **kwargs: lifecycle.rollout_rollback(reason="Because.", **kwargs),
 }
 
 
@@ -358,7 +357,7 @@ def test_it_refuses_an_illegal_transition_with_a_sentence_and_audits_the_attempt
 ):
     rollout = set_state(rollout, status, ring)
 
-    with pytest.raises(services.TransitionRefused) as refused:
+    with pytest.raises(ServiceRefused) as refused:
         SERVICES[transition](rollout=rollout, actor=manager)
 
     assert refused.value.message.startswith(
@@ -382,7 +381,7 @@ def test_it_refuses_an_illegal_transition_with_a_sentence_and_audits_the_attempt
 
 
 def test_it_pauses_an_active_rollout_in_its_ring(started, manager):
-    paused = services.rollout_pause(rollout=started, actor=manager, reason="Investigating tickets.")
+    paused = lifecycle.rollout_pause(rollout=started, actor=manager, reason="Investigating tickets.")
 
     assert (paused.state, paused.current_ring) == ("paused", "pilot")
     event = last_event(started)
@@ -392,9 +391,9 @@ def test_it_pauses_an_active_rollout_in_its_ring(started, manager):
 
 def test_it_resumes_in_the_ring_it_was_paused_in_once_healthy(started, manager):
     report(started, "pilot")
-    services.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_pause(rollout=started, actor=manager)
 
-    resumed = services.rollout_resume(rollout=started, actor=manager)
+    resumed = lifecycle.rollout_resume(rollout=started, actor=manager)
 
     assert resumed.state == "pilot"
     event = last_event(started)
@@ -404,9 +403,9 @@ def test_it_resumes_in_the_ring_it_was_paused_in_once_healthy(started, manager):
 
 
 def test_it_resumes_while_there_is_too_little_data_to_judge(started, manager):
-    services.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_pause(rollout=started, actor=manager)
 
-    assert services.rollout_resume(rollout=started, actor=manager).state == "pilot"
+    assert lifecycle.rollout_resume(rollout=started, actor=manager).state == "pilot"
     assert last_event(started).evaluation["overall"] == "WAIT"
 
 
@@ -415,10 +414,10 @@ def test_it_refuses_to_resume_while_the_ring_fails_then_allows_it_once_healthy(
     started, manager, crash_free, action
 ):
     report(started, "pilot", crash_free=crash_free)
-    services.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_pause(rollout=started, actor=manager)
 
-    with pytest.raises(services.GatesRefused, match=f"Cannot resume: {action}") as refused:
-        services.rollout_resume(rollout=started, actor=manager)
+    with pytest.raises(lifecycle.GatesRefused, match=f"Cannot resume: {action}") as refused:
+        lifecycle.rollout_resume(rollout=started, actor=manager)
 
     assert refused.value.decision.action == action
     assert Rollout.objects.get(pk=started.pk).state == "paused"
@@ -427,18 +426,18 @@ def test_it_refuses_to_resume_while_the_ring_fails_then_allows_it_once_healthy(
 
     age_out_checks()  # time passes, and the fix is out: every device now reports well
     report(started, "pilot", crash_free=0.999)
-    assert services.rollout_resume(rollout=started, actor=manager).state == "pilot"
+    assert lifecycle.rollout_resume(rollout=started, actor=manager).state == "pilot"
 
 
 @pytest.mark.parametrize("status", ["created", "active", "paused"])
 def test_it_rolls_back_from_any_state_that_is_not_final(rollout, manager, status):
     if status != "created":
-        services.rollout_start(rollout=rollout, actor=manager)
+        lifecycle.rollout_start(rollout=rollout, actor=manager)
     if status == "paused":
-        services.rollout_pause(rollout=rollout, actor=manager)
+        lifecycle.rollout_pause(rollout=rollout, actor=manager)
     before = rollout.state
 
-    rolled_back = services.rollout_rollback(rollout=rollout, actor=manager, reason="Bad build.")
+    rolled_back = lifecycle.rollout_rollback(rollout=rollout, actor=manager, reason="Bad build.")
 
     assert rolled_back.state == "rolled_back"
     assert rolled_back.finished_at is not None
@@ -459,7 +458,7 @@ def test_it_sends_devices_that_received_the_release_back_and_cancels_the_rest(st
     started.release.previous_release = previous
     started.release.save(update_fields=["previous_release"])
 
-    services.rollout_rollback(rollout=started, actor=manager, reason="Crash loop.")
+    lifecycle.rollout_rollback(rollout=started, actor=manager, reason="Crash loop.")
 
     after = {d.pk: d for d in DeviceDeployment.objects.filter(rollout=started)}
     assert [after[d.pk].state for d in pilot[:5]] == [
@@ -480,7 +479,7 @@ def test_it_sends_devices_that_received_the_release_back_and_cancels_the_rest(st
 
 
 def test_it_gives_a_rollback_without_a_reason_one(started, manager):
-    services.rollout_rollback(rollout=started, actor=manager, reason="  ")
+    lifecycle.rollout_rollback(rollout=started, actor=manager, reason="  ")
 
     assert last_event(started).reason == "Rolled back by rm."
 
@@ -490,9 +489,9 @@ def test_it_gives_a_rollback_without_a_reason_one(started, manager):
 
 def test_it_records_what_saferoll_does_as_automatic_actions(started):
     report(started, "pilot")
-    services.rollout_promote(rollout=started, actor=None)
-    services.rollout_pause(rollout=started, actor=None, reason="Failing 3 evaluations in a row.")
-    services.rollout_rollback(rollout=started, actor=None, reason="Crash-free rate critical.")
+    lifecycle.rollout_promote(rollout=started, actor=None)
+    lifecycle.rollout_pause(rollout=started, actor=None, reason="Failing 3 evaluations in a row.")
+    lifecycle.rollout_rollback(rollout=started, actor=None, reason="Crash-free rate critical.")
 
     automatic = events(started)[-3:]
     assert [event.action for event in automatic] == ["AUTO_PROMOTE", "AUTO_PAUSE", "AUTO_ROLLBACK"]
@@ -501,17 +500,17 @@ def test_it_records_what_saferoll_does_as_automatic_actions(started):
 
 
 def test_it_records_an_automatic_action_of_a_person_when_told_so(started, manager):
-    services.rollout_pause(rollout=started, actor=manager, automatic=True)
+    lifecycle.rollout_pause(rollout=started, actor=manager, automatic=True)
 
     assert last_event(started).action == "AUTO_PAUSE"
 
 
 def test_it_acts_on_the_evaluation_the_autopilot_stored(started):
     report(started, "pilot", crash_free=0.90)
-    decision = services.rollout_evaluate(rollout=started)
-    stored = services.evaluation_store(rollout=started, decision=decision, source=EvaluationSource.AUTOPILOT)
+    decision = lifecycle.rollout_evaluate(rollout=started)
+    stored = lifecycle.evaluation_store(rollout=started, decision=decision, source=EvaluationSource.AUTOPILOT)
 
-    services.rollout_rollback(rollout=started, actor=None, reason=decision.reason, evaluation=stored)
+    lifecycle.rollout_rollback(rollout=started, actor=None, reason=decision.reason, evaluation=stored)
 
     event = last_event(started)
     assert event.action == "AUTO_ROLLBACK"
@@ -522,10 +521,10 @@ def test_it_acts_on_the_evaluation_the_autopilot_stored(started):
 
 def test_it_promotes_on_the_autopilots_evaluation_without_judging_again(started):
     report(started, "pilot")
-    decision = services.rollout_evaluate(rollout=started)
-    stored = services.evaluation_store(rollout=started, decision=decision, source=EvaluationSource.AUTOPILOT)
+    decision = lifecycle.rollout_evaluate(rollout=started)
+    stored = lifecycle.evaluation_store(rollout=started, decision=decision, source=EvaluationSource.AUTOPILOT)
 
-    services.rollout_promote(rollout=started, actor=None, evaluation=stored)
+    lifecycle.rollout_promote(rollout=started, actor=None, evaluation=stored)
 
     assert Evaluation.objects.count() == 1
     assert last_event(started).evaluation["evaluation_id"] == stored.pk
@@ -533,21 +532,21 @@ def test_it_promotes_on_the_autopilots_evaluation_without_judging_again(started)
 
 def test_it_judges_afresh_when_the_evaluation_passed_in_is_of_another_ring(started, manager):
     report(started, "pilot")
-    stale = services.evaluation_store(
+    stale = lifecycle.evaluation_store(
         rollout=started,
-        decision=services.rollout_evaluate(rollout=started),
+        decision=lifecycle.rollout_evaluate(rollout=started),
         source=EvaluationSource.AUTOPILOT,
     )
-    services.rollout_promote(rollout=started, actor=manager)
+    lifecycle.rollout_promote(rollout=started, actor=manager)
 
-    with pytest.raises(services.GatesRefused, match="WAIT"):
-        services.rollout_promote(rollout=started, actor=None, evaluation=stale)
+    with pytest.raises(lifecycle.GatesRefused, match="WAIT"):
+        lifecycle.rollout_promote(rollout=started, actor=None, evaluation=stale)
 
 
 def test_it_evaluates_the_current_ring_without_storing_anything(started):
     report(started, "pilot")
 
-    decision = services.rollout_evaluate(rollout=started)
+    decision = lifecycle.rollout_evaluate(rollout=started)
 
     assert decision.action == Action.PROMOTE
     assert decision.evaluation["health"]["total_devices"] == 20
@@ -555,8 +554,8 @@ def test_it_evaluates_the_current_ring_without_storing_anything(started):
 
 
 def test_it_refuses_to_evaluate_a_rollout_without_a_deployed_ring(rollout):
-    with pytest.raises(services.TransitionRefused, match="no ring is deployed"):
-        services.rollout_evaluate(rollout=rollout)
+    with pytest.raises(ServiceRefused, match="no ring is deployed"):
+        lifecycle.rollout_evaluate(rollout=rollout)
 
 
 # --- Stale decisions and the emergency stop ------------------------------------------------------
@@ -565,10 +564,10 @@ def test_it_refuses_to_evaluate_a_rollout_without_a_deployed_ring(rollout):
 def test_it_refuses_a_decision_taken_on_a_state_that_has_changed_since(started, manager):
     report(started, "pilot")
     seen_by_autopilot = Rollout.objects.get(pk=started.pk)
-    services.rollout_promote(rollout=started, actor=manager)
+    lifecycle.rollout_promote(rollout=started, actor=manager)
 
-    with pytest.raises(services.TransitionRefused, match="went from pilot to ring_5"):
-        services.rollout_rollback(rollout=seen_by_autopilot, actor=None, reason="Pilot is critical.")
+    with pytest.raises(ServiceRefused, match="went from pilot to ring_5"):
+        lifecycle.rollout_rollback(rollout=seen_by_autopilot, actor=None, reason="Pilot is critical.")
 
     assert Rollout.objects.get(pk=started.pk).state == "ring_5"
     assert [event.action for event in events(started)][-2:] == ["PROMOTE", "AUTO_ROLLBACK_REFUSED"]
@@ -577,18 +576,18 @@ def test_it_refuses_a_decision_taken_on_a_state_that_has_changed_since(started, 
 def test_it_pauses_wherever_the_rollout_has_got_to(started, manager):
     report(started, "pilot")
     seen_earlier = Rollout.objects.get(pk=started.pk)
-    services.rollout_promote(rollout=started, actor=manager)
+    lifecycle.rollout_promote(rollout=started, actor=manager)
 
-    assert services.rollout_pause(rollout=seen_earlier, actor=manager).current_ring == "ring_5"
+    assert lifecycle.rollout_pause(rollout=seen_earlier, actor=manager).current_ring == "ring_5"
 
 
 @pytest.mark.parametrize("transition", ["start", "promote", "resume"])
 def test_it_refuses_to_spread_a_release_during_an_emergency_stop(rollout, manager, transition):
     if transition != "start":
-        services.rollout_start(rollout=rollout, actor=manager)
+        lifecycle.rollout_start(rollout=rollout, actor=manager)
         report(rollout, "pilot")
     if transition == "resume":
-        services.rollout_pause(rollout=rollout, actor=manager)
+        lifecycle.rollout_pause(rollout=rollout, actor=manager)
     FleetState.objects.update_or_create(
         pk=1,
         defaults={
@@ -599,7 +598,7 @@ def test_it_refuses_to_spread_a_release_during_an_emergency_stop(rollout, manage
     )
     before = rollout.state
 
-    with pytest.raises(services.TransitionRefused, match="emergency stop is on"):
+    with pytest.raises(ServiceRefused, match="emergency stop is on"):
         SERVICES[transition](rollout=rollout, actor=manager)
 
     assert Rollout.objects.get(pk=rollout.pk).state == before
@@ -611,16 +610,16 @@ def test_it_still_pauses_and_rolls_back_during_an_emergency_stop(started, manage
         pk=1, defaults={"emergency_stop": True, "emergency_raised_at": timezone.now()}
     )
 
-    services.rollout_pause(rollout=started, actor=manager)
-    services.rollout_rollback(rollout=started, actor=manager, reason="Stop everything.")
+    lifecycle.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_rollback(rollout=started, actor=manager, reason="Stop everything.")
 
     assert Rollout.objects.get(pk=started.pk).state == "rolled_back"
 
 
 def test_it_keeps_the_callers_instance_up_to_date(started, manager):
     report(started, "pilot")
-    services.rollout_promote(rollout=started, actor=manager)
-    services.rollout_pause(rollout=started, actor=manager)
+    lifecycle.rollout_promote(rollout=started, actor=manager)
+    lifecycle.rollout_pause(rollout=started, actor=manager)
 
     assert (started.status, started.current_ring) == ("paused", "ring_5")
     assert DeviceDeployment.objects.filter(rollout=started).count() == 32

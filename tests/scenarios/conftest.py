@@ -10,7 +10,7 @@ import time
 import pytest
 from django.test.utils import override_settings
 
-from rollouts import services_catalog
+from rollouts.services import releases
 from saferoll.core import roles
 from saferoll.core.management.commands.adduser import user_ensure_role
 from tests.conftest import autopilot_on_redis
@@ -66,7 +66,7 @@ def autopilot(transactional_db, settings, tmp_path, own_redis_database):
 @pytest.fixture
 def stable_release(transactional_db):
     """The fleet's stable release, which every scenario's release rolls back to."""
-    return services_catalog.release_create(version="v2.0", actor="test", is_stable=True)
+    return releases.release_create(version="v2.0", actor="test", is_stable=True)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from django.test import Client
 from django.utils import timezone
 
 from devices.choices import DeviceStatus
-from rollouts import services
 from rollouts.choices import EvaluationSource, RolloutStatus
+from rollouts.services import lifecycle
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import AlertLevel, FleetState
 from tests.conftest import client_for
@@ -119,10 +119,10 @@ def test_it_counts_stored_evaluations_by_decision_and_source():
 def test_it_counts_rollout_transitions_by_people_and_by_the_autopilot():
     DeviceFactory(ring="pilot")
     manager = UserFactory(role="release_manager")
-    rollout = services.rollout_create(release=ReleaseFactory(), plan=RolloutPlanFactory(), actor=manager)
-    services.rollout_start(rollout=rollout, actor=manager)
-    services.rollout_pause(rollout=rollout, actor=manager, reason="Looking at a report.")
-    services.rollout_rollback(rollout=rollout, actor=None, reason="Crash-free rate below the line.")
+    rollout = lifecycle.rollout_create(release=ReleaseFactory(), plan=RolloutPlanFactory(), actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
+    lifecycle.rollout_pause(rollout=rollout, actor=manager, reason="Looking at a report.")
+    lifecycle.rollout_rollback(rollout=rollout, actor=None, reason="Crash-free rate below the line.")
 
     samples = scrape()
 

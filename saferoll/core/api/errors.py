@@ -1,7 +1,5 @@
 """One error shape for the whole API: {"error": sentence, ...details}."""
 
-import contextlib
-
 from django.conf import settings
 from django.core.exceptions import (
     PermissionDenied,
@@ -14,25 +12,15 @@ from django.http import Http404, JsonResponse
 from django.utils.encoding import escape_uri_path
 from django.views import defaults
 from rest_framework import exceptions, status
-from rest_framework.exceptions import ValidationError
-from rest_framework.fields import get_error_detail
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class Conflict(exceptions.APIException):
-    """An action that the object's current state does not allow (HTTP 409)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "This action conflicts with the current state."
-    default_code = "conflict"
-
-    def __init__(self, message: str, **extra):
-        super().__init__(message)
-        self.extra = extra
+from saferoll.core.errors import ServiceRefused
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, ServiceRefused):
+        return Response(refusal_body(exc), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
     elif isinstance(exc, PermissionDenied):
@@ -47,9 +35,15 @@ def exception_handler(exc, context):
     return response
 
 
+def refusal_body(refused: ServiceRefused) -> dict:
+    """A service's refusal in the error shape: the sentence, the field at fault, any detail."""
+    body = {"error": refused.message, **refused.extra}
+    if refused.errors:
+        body["fields"] = refused.errors
+    return body
+
+
 def _error_body(exc, data) -> dict:
-    if isinstance(exc, Conflict):
-        return {"error": str(exc.detail), **exc.extra}
     if isinstance(exc, exceptions.ValidationError):
         if isinstance(data, dict) and set(data) == {"non_field_errors"}:
             return {"error": " ".join(str(message) for message in data["non_field_errors"])}
@@ -123,13 +117,3 @@ def server_error(request):
         {"error": "SafeRoll could not answer this request. It has been logged; try again in a moment."},
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
-
-
-@contextlib.contextmanager
-def service_errors():
-    """Services raise Django's ValidationError (so the admin can use them too); the API answers
-    it as a 400 in the usual error shape."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        raise ValidationError(get_error_detail(exc)) from exc

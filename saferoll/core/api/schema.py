@@ -18,6 +18,10 @@ class ErrorSerializer(serializers.Serializer):
     """{"error": sentence}, with details some errors add (fields, reason, evaluation, ...)."""
 
     error = serializers.CharField(help_text="A sentence saying what went wrong.")
+    # A field's messages are a list of sentences; a list's or an object's, nested by index or key.
+    fields = serializers.DictField(
+        required=False, help_text="Field-by-field messages, when the input was invalid."
+    )
 
 
 ERROR_DESCRIPTIONS = {

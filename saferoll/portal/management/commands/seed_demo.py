@@ -26,8 +26,8 @@ from rest_framework.authtoken.models import Token
 
 from devices.choices import DeviceStatus
 from devices.models import Device, HardwareVariant, hash_token, new_device_token
-from rollouts import services_catalog
 from rollouts.models import Release
+from rollouts.services import releases
 from saferoll.core import roles
 from saferoll.core.audit import audit_record, diff_fields
 from saferoll.core.management.commands.adduser import cli_actor, user_ensure_role
@@ -233,7 +233,7 @@ class Command(BaseCommand):
         for version, stable, previous, notes in RELEASES:
             if Release.objects.filter(version=version).exists():
                 continue
-            services_catalog.release_create(
+            releases.release_create(
                 version=version,
                 actor=actor,
                 artifact=ContentFile(demo_artifact(version), name=f"saferoll-{version}.img"),
@@ -246,7 +246,7 @@ class Command(BaseCommand):
 
     def _plans(self) -> None:
         try:
-            from rollouts.presets import ensure_presets
+            from rollouts.services.plans import ensure_presets
         except ImportError:
             self.stdout.write(self.style.WARNING("Plan presets are not available yet; skipped."))
             return

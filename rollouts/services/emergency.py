@@ -4,26 +4,13 @@ starts, promotions and resumes until it is lifted."""
 from django.db import transaction
 from django.utils import timezone
 
-from rollouts import services
 from rollouts.choices import RolloutStatus
 from rollouts.models import Rollout
+from rollouts.services import lifecycle
 from saferoll.core.alerts import alert_raise
 from saferoll.core.audit import actor_label, audit_record
+from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AlertLevel, FleetState
-
-
-class EmergencyStopActive(services.TransitionRefused):
-    """Raised when an action would spread a release while the emergency stop is on."""
-
-
-def emergency_stop_check(action: str) -> None:
-    """Refuse `action` (a sentence fragment such as "start a rollout") while the stop is on."""
-    state = FleetState.load()
-    if state.emergency_stop:
-        raise EmergencyStopActive(
-            f"Cannot {action}: the emergency stop is on since {state.emergency_raised_at:%Y-%m-%d %H:%M} UTC "
-            f"({state.emergency_reason})."
-        )
 
 
 def emergency_stop_raise(*, actor, reason: str) -> FleetState | None:
@@ -45,8 +32,8 @@ def emergency_stop_raise(*, actor, reason: str) -> FleetState | None:
         audit_record(actor=actor, action="EMERGENCY_STOP", obj=state, reason=reason)
         for rollout in Rollout.objects.filter(status=RolloutStatus.ACTIVE).order_by("pk"):
             try:
-                services.rollout_pause(rollout=rollout, actor=actor, reason=f"Emergency stop: {reason}")
-            except services.TransitionRefused:
+                lifecycle.rollout_pause(rollout=rollout, actor=actor, reason=f"Emergency stop: {reason}")
+            except ServiceRefused:
                 # Someone paused or rolled it back between the query and its lock: it is stopped anyway.
                 continue
         alert_raise(

@@ -1,4 +1,4 @@
-"""Rollout writes: creation, the lifecycle of SPEC §3, evaluations and plans.
+"""A rollout's life: creation, the transitions of SPEC §3, and the judgements they stand on.
 
 Every transition runs in one transaction that locks the rollout row, checks the move against the
 state it finds there, writes the new state with `update_fields` and appends exactly one audit event.
@@ -20,7 +20,6 @@ from django.utils import timezone
 from devices.models import Cohort, Device
 from rollouts.choices import (
     LIVE_DEPLOYMENT_STATES,
-    RESERVED_RING_NAMES,
     TERMINAL_STATUSES,
     DeploymentState,
     EvaluationSource,
@@ -29,37 +28,36 @@ from rollouts.choices import (
 )
 from rollouts.gates import Action, Decision, GateConfig, evaluate
 from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
-from rollouts.presets import default_plan
 from rollouts.selectors import rollout_ring_health, rollout_signals
-from saferoll.core.audit import Actor, actor_label, audit_record, diff_fields
+from rollouts.services.plans import default_plan, plan_clean_gate_config, plan_clean_stages
+from saferoll.core.audit import Actor, actor_label, audit_record
+from saferoll.core.errors import ServiceRefused, bad_input
+from saferoll.core.models import FleetState
 
 
-class TransitionRefused(Exception):
-    """A transition that the rollout's current state (or the fleet) does not allow; the message is
-    a sentence saying why (HTTP 409)."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class GatesRefused(TransitionRefused):
-    """A promote or resume that the SLO gates do not allow; `.decision` is the judgement."""
+class GatesRefused(ServiceRefused):
+    """A promote or resume that the SLO gates do not allow; `.decision` is the judgement, which an
+    API answer adds to the sentence."""
 
     def __init__(self, message: str, *, decision: Decision, evaluation: Evaluation | None = None):
-        super().__init__(message)
+        super().__init__(message, reason=decision.reason, evaluation=decision.evaluation)
         self.decision = decision
         # The stored evaluation the judgement came from, when the caller passed one in.
         self.evaluation = evaluation
 
 
-class PlanInvalid(ValueError):
-    """A plan's stages or gate settings that do not hold together; `.field` names the input."""
+class EmergencyStopActive(ServiceRefused):
+    """Raised when an action would spread a release while the emergency stop is on."""
 
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
+
+def emergency_stop_check(action: str) -> None:
+    """Refuse `action` (a sentence fragment such as "start a rollout") while the stop is on."""
+    state = FleetState.load()
+    if state.emergency_stop:
+        raise EmergencyStopActive(
+            f"Cannot {action}: the emergency stop is on since {state.emergency_raised_at:%Y-%m-%d %H:%M} UTC "
+            f"({state.emergency_reason})."
+        )
 
 
 # The transitions, the statuses each may start from, and the verb of their sentences.
@@ -134,7 +132,7 @@ def transition_refusal(rollout: Rollout, transition: str) -> str | None:
 def rollout_evaluate(*, rollout: Rollout, now: dt.datetime | None = None) -> Decision:
     """Judge the rollout's current ring against its frozen gates. Stores nothing."""
     if rollout.status not in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED) or not rollout.current_ring:
-        raise TransitionRefused(
+        raise ServiceRefused(
             f"Cannot evaluate {rollout.rollout_id}: it is {describe_state(rollout)}, so no ring is deployed."
         )
     ring = rollout.current_ring
@@ -189,11 +187,14 @@ def _judge(
 
 def rollout_create(*, release: Release, plan: RolloutPlan | None = None, actor: Actor) -> Rollout:
     """A new rollout of `release` following `plan` (the default plan when None), with the plan's
-    stages, gates and activation window frozen into it. Raises PlanInvalid for a broken plan."""
+    stages, gates and activation window frozen into it. Refused (400) for a broken plan."""
     with transaction.atomic():
         plan = plan or default_plan()
-        stages = plan_clean_stages(plan.stages)
-        gate_config = GateConfig.from_dict(plan_clean_gate_config(plan.gate_config)).to_dict()
+        try:
+            stages = plan_clean_stages(plan.stages)
+            gate_config = GateConfig.from_dict(plan_clean_gate_config(plan.gate_config)).to_dict()
+        except ServiceRefused as broken:
+            raise bad_input(broken.message, field="plan") from broken
         rollout = Rollout.objects.create(
             release=release,
             plan=plan,
@@ -225,12 +226,15 @@ def rollout_start(*, rollout: Rollout, actor: Actor, reason: str = "") -> Rollou
     """created → the first ring: deploy the first stage."""
     action = RolloutAction.START
     automatic = actor is None
-    with (
-        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
-        transaction.atomic(),
-    ):
-        locked = _lock(rollout, START)
-        _check_emergency_stop("start a rollout")
+    with _transition(
+        rollout,
+        START,
+        actor=actor,
+        action=action,
+        reason=reason,
+        automatic=automatic,
+        spreads="start a rollout",
+    ) as locked:
         now = timezone.now()
         ring = locked.ring_names[0]
         deployed = _deploy_stage(rollout=locked, stage=locked.stages[0])
@@ -259,7 +263,7 @@ def rollout_start(*, rollout: Rollout, actor: Actor, reason: str = "") -> Rollou
             reason=reason or _deployed_sentence(locked, deployed),
             changes=_state_change(before, locked, deployments=deployed),
         )
-    return _sync(rollout, locked)
+    return rollout
 
 
 def rollout_promote(
@@ -275,12 +279,15 @@ def rollout_promote(
     autopilot's); without one the ring is judged afresh and the judgement stored."""
     automatic = actor is None if automatic is None else automatic
     action = _automatic_action(RolloutAction.PROMOTE, automatic)
-    with (
-        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
-        transaction.atomic(),
-    ):
-        locked = _lock(rollout, PROMOTE)
-        _check_emergency_stop("promote a rollout")
+    with _transition(
+        rollout,
+        PROMOTE,
+        actor=actor,
+        action=action,
+        reason=reason,
+        automatic=automatic,
+        spreads="promote a rollout",
+    ) as locked:
         now = timezone.now()
         decision, record = _judge(rollout=locked, evaluation=evaluation, now=now)
         if decision.action != Action.PROMOTE:
@@ -315,7 +322,7 @@ def rollout_promote(
             changes=_state_change(before, locked, deployments=deployed),
             evaluation=evaluation_payload(record),
         )
-    return _sync(rollout, locked)
+    return rollout
 
 
 def rollout_pause(
@@ -329,11 +336,9 @@ def rollout_pause(
     """active → paused, staying in its ring. Devices already deploying go on; no ring is added."""
     automatic = actor is None if automatic is None else automatic
     action = _automatic_action(RolloutAction.PAUSE, automatic)
-    with (
-        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
-        transaction.atomic(),
-    ):
-        locked = _lock(rollout, PAUSE)
+    with _transition(
+        rollout, PAUSE, actor=actor, action=action, reason=reason, automatic=automatic
+    ) as locked:
         before = locked.state
         locked.status = RolloutStatus.PAUSED
         locked.save(update_fields=["status", "updated_at"])
@@ -347,7 +352,7 @@ def rollout_pause(
             changes=_state_change(before, locked),
             evaluation=evaluation_payload(evaluation) if evaluation else None,
         )
-    return _sync(rollout, locked)
+    return rollout
 
 
 def rollout_resume(
@@ -358,12 +363,15 @@ def rollout_resume(
     The ring's bake time starts again."""
     action = RolloutAction.RESUME
     automatic = actor is None
-    with (
-        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
-        transaction.atomic(),
-    ):
-        locked = _lock(rollout, RESUME)
-        _check_emergency_stop("resume a rollout")
+    with _transition(
+        rollout,
+        RESUME,
+        actor=actor,
+        action=action,
+        reason=reason,
+        automatic=automatic,
+        spreads="resume a rollout",
+    ) as locked:
         now = timezone.now()
         decision, record = _judge(rollout=locked, evaluation=evaluation, now=now)
         if decision.action in (Action.PAUSE, Action.ROLLBACK):
@@ -386,7 +394,7 @@ def rollout_resume(
             changes=_state_change(before, locked),
             evaluation=evaluation_payload(record),
         )
-    return _sync(rollout, locked)
+    return rollout
 
 
 def rollout_rollback(
@@ -401,11 +409,9 @@ def rollout_rollback(
     previous stable release (rolling_back); devices that had not started are cancelled."""
     automatic = actor is None if automatic is None else automatic
     action = _automatic_action(RolloutAction.ROLLBACK, automatic)
-    with (
-        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
-        transaction.atomic(),
-    ):
-        locked = _lock(rollout, ROLLBACK)
+    with _transition(
+        rollout, ROLLBACK, actor=actor, action=action, reason=reason, automatic=automatic
+    ) as locked:
         now = timezone.now()
         deployments = DeviceDeployment.objects.filter(rollout=locked)
         rolling_back = deployments.filter(
@@ -437,7 +443,33 @@ def rollout_rollback(
             ),
             evaluation=evaluation_payload(evaluation) if evaluation else None,
         )
-    return _sync(rollout, locked)
+    return rollout
+
+
+@contextmanager
+def _transition(
+    rollout: Rollout,
+    transition: str,
+    *,
+    actor: Actor,
+    action: str,
+    reason: str,
+    automatic: bool,
+    spreads: str | None = None,
+) -> Iterator[Rollout]:
+    """The frame of every transition: one transaction holding the locked, checked rollout row (the
+    body changes it and writes its audit event), a refusal audited once that transaction is gone,
+    and the caller's instance brought up to date after commit. `spreads` names an action that takes
+    the release further, which the emergency stop refuses."""
+    with (
+        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        transaction.atomic(),
+    ):
+        locked = _lock(rollout, transition)
+        if spreads:
+            emergency_stop_check(spreads)
+        yield locked
+    _sync(rollout, locked)
 
 
 def _lock(rollout: Rollout, transition: str) -> Rollout:
@@ -453,13 +485,13 @@ def _lock(rollout: Rollout, transition: str) -> Rollout:
     )
     refusal = transition_refusal(locked, transition)
     if refusal:
-        raise TransitionRefused(refusal)
+        raise ServiceRefused(refusal)
     # A pause needs no exact ring: stopping the rollout wherever it has got to is what was asked.
     stale = locked.status != rollout.status or (
         transition != PAUSE and locked.current_ring != rollout.current_ring
     )
     if stale:
-        raise TransitionRefused(
+        raise ServiceRefused(
             f"Cannot {_VERBS[transition]} {locked.rollout_id}: it went from {rollout.state} to {locked.state} "
             "while this request was on its way; look at it again before acting."
         )
@@ -477,7 +509,7 @@ def _refusals_audited(
     savepoint of that transaction, and stands or falls with it)."""
     try:
         yield
-    except TransitionRefused as refused:
+    except ServiceRefused as refused:
         with transaction.atomic():
             current = Rollout.objects.get(pk=rollout.pk)
             record = None
@@ -501,13 +533,6 @@ def _refusals_audited(
         raise
 
 
-def _check_emergency_stop(what: str) -> None:
-    # Imported here: rollouts.emergency builds on this module (its refusal is a TransitionRefused).
-    from rollouts.emergency import emergency_stop_check
-
-    emergency_stop_check(what)
-
-
 def _deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     """Create the pending deployments of one stage and return what was done (for the audit event).
 
@@ -519,7 +544,7 @@ def _deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     if stage.get("cohort"):
         cohort = Cohort.objects.filter(name=stage["cohort"]).first()
         if cohort is None:
-            raise TransitionRefused(
+            raise ServiceRefused(
                 f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
             )
         candidates = Device.objects.filter(memberships__cohort=cohort)
@@ -612,210 +637,3 @@ def _sync(rollout: Rollout, locked: Rollout) -> Rollout:
     for field in _STATE_FIELDS:
         setattr(rollout, field, getattr(locked, field))
     return rollout
-
-
-# --- Plans ---------------------------------------------------------------------------------------
-
-_STAGE_KEYS = {"ring", "bake_minutes", "auto_advance", "cohort", "rings", "description"}
-# A month: far beyond the longest production bake (a day, 000 §9.1), and a bound keeps the end of a
-# bake (stage start + bake) inside the calendar the autopilot computes it in.
-MAX_BAKE_MINUTES = 30 * 24 * 60
-_RING_MAX_LENGTH = Rollout._meta.get_field("current_ring").max_length
-PLAN_EDITABLE_FIELDS = (
-    "description",
-    "stages",
-    "gate_config",
-    "activation_window_start",
-    "activation_window_end",
-    "is_default",
-)
-
-
-def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
-    """The stages of a plan, checked and with their defaults filled in; PlanInvalid says what is wrong.
-
-    A stage: `ring` (its name, unique in the plan), `bake_minutes` (≥ 0, default 0), `auto_advance`
-    (default false), and optionally `cohort` (deploy to that cohort's members instead of a ring's
-    devices) or `rings` (deploy to the devices of several fleet rings at once)."""
-    if not isinstance(stages, list) or not stages:
-        raise PlanInvalid("A plan needs at least one stage.", field="stages")
-    cleaned, names, fleet_rings = [], set(), set()
-    for number, stage in enumerate(stages, start=1):
-        where = f"Stage {number}"
-        if not isinstance(stage, dict):
-            raise PlanInvalid(f"{where} must be an object with a ring name.", field="stages")
-        unknown = sorted(set(stage) - _STAGE_KEYS)
-        if unknown:
-            raise PlanInvalid(f"{where} has unknown setting(s): {', '.join(unknown)}.", field="stages")
-        _check_storable(where, stage)
-        ring = stage.get("ring")
-        if not isinstance(ring, str) or not ring.strip():
-            raise PlanInvalid(f"{where} needs a ring name.", field="stages")
-        ring = ring.strip()
-        if len(ring) > _RING_MAX_LENGTH:
-            raise PlanInvalid(
-                f"{where}: the ring name {ring!r} is longer than {_RING_MAX_LENGTH}.", field="stages"
-            )
-        if ring in RESERVED_RING_NAMES:
-            raise PlanInvalid(f"{where}: {ring!r} is a rollout state and cannot name a ring.", field="stages")
-        if ring in names:
-            raise PlanInvalid(f"{where}: the ring {ring!r} appears twice.", field="stages")
-        names.add(ring)
-        bake = stage.get("bake_minutes", 0)
-        if isinstance(bake, bool) or not isinstance(bake, int | float) or not 0 <= bake <= MAX_BAKE_MINUTES:
-            raise PlanInvalid(
-                f"{where}: bake_minutes must be a number of minutes from 0 to {MAX_BAKE_MINUTES} (30 days).",
-                field="stages",
-            )
-        auto_advance = stage.get("auto_advance", False)
-        if not isinstance(auto_advance, bool):
-            raise PlanInvalid(f"{where}: auto_advance must be true or false.", field="stages")
-        clean = {"ring": ring, "bake_minutes": bake, "auto_advance": auto_advance}
-        cohort, rings = stage.get("cohort"), stage.get("rings")
-        if cohort is not None and rings is not None:
-            raise PlanInvalid(f"{where} may name a cohort or fleet rings, not both.", field="stages")
-        if cohort is not None:
-            if not isinstance(cohort, str) or not cohort.strip():
-                raise PlanInvalid(f"{where}: cohort must be a cohort's name.", field="stages")
-            clean["cohort"] = cohort.strip()
-        covered = [ring] if cohort is None else []
-        if rings is not None:
-            if not isinstance(rings, list) or not rings or not all(isinstance(r, str) and r for r in rings):
-                raise PlanInvalid(f"{where}: rings must be a list of fleet ring names.", field="stages")
-            clean["rings"] = covered = list(rings)
-        twice = sorted(fleet_rings.intersection(covered))
-        if twice:
-            raise PlanInvalid(f"{where} deploys to {', '.join(twice)} a second time.", field="stages")
-        fleet_rings.update(covered)
-        if stage.get("description"):
-            clean["description"] = str(stage["description"])
-        cleaned.append(clean)
-    return cleaned
-
-
-def _check_storable(where: str, stage: dict) -> None:
-    """PostgreSQL's JSON cannot hold a NUL character or half of a surrogate pair, which a JSON
-    request can carry (as \\u0000 or \\udcff): the stage is refused instead of failing to save."""
-    texts = [stage.get("ring"), stage.get("cohort"), stage.get("description")]
-    if isinstance(stage.get("rings"), list):
-        texts.extend(stage["rings"])
-    for text in texts:
-        if isinstance(text, str) and ("\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)):
-            raise PlanInvalid(
-                f"{where} contains a character a plan cannot store (NUL or an unpaired surrogate).",
-                field="stages",
-            )
-
-
-def plan_clean_gate_config(gate_config: Any) -> dict[str, Any]:
-    """The gate settings as given, once rollouts.gates.GateConfig accepts them."""
-    if gate_config is None:
-        return {}
-    if not isinstance(gate_config, dict):
-        raise PlanInvalid("gate_config must be an object of gate settings.", field="gate_config")
-    try:
-        GateConfig.from_dict(gate_config)
-    except ValueError as exc:
-        raise PlanInvalid(str(exc), field="gate_config") from exc
-    return dict(gate_config)
-
-
-def _check_window(start: dt.time | None, end: dt.time | None) -> None:
-    if (start is None) != (end is None):
-        raise PlanInvalid(
-            "An activation window needs both a start and an end, or neither.", field="activation_window_end"
-        )
-
-
-def plan_create(
-    *,
-    actor: Actor,
-    name: str,
-    stages: list[dict],
-    gate_config: dict | None = None,
-    description: str = "",
-    activation_window_start: dt.time | None = None,
-    activation_window_end: dt.time | None = None,
-    is_default: bool = False,
-) -> RolloutPlan:
-    """A new plan, checked; when it is the default the previous default stops being one."""
-    stages = plan_clean_stages(stages)
-    gate_config = plan_clean_gate_config(gate_config)
-    _check_window(activation_window_start, activation_window_end)
-    with transaction.atomic():
-        if is_default:
-            _unset_default()
-        plan = RolloutPlan.objects.create(
-            name=name,
-            description=description,
-            stages=stages,
-            gate_config=gate_config,
-            activation_window_start=activation_window_start,
-            activation_window_end=activation_window_end,
-            is_default=is_default,
-        )
-        audit_record(
-            actor=actor,
-            action="CREATE",
-            obj=plan,
-            reason=f"Plan {name} created.",
-            changes={"after": _plan_state(plan)},
-        )
-    return plan
-
-
-def plan_update(*, plan: RolloutPlan, actor: Actor, reason: str = "", **changes: Any) -> RolloutPlan:
-    """Change a plan's editable fields. Rollouts already created keep the stages and gates they froze."""
-    unknown = sorted(set(changes) - set(PLAN_EDITABLE_FIELDS))
-    if unknown:
-        raise PlanInvalid(f"These plan fields cannot be changed: {', '.join(unknown)}.", field=unknown[0])
-    if "stages" in changes:
-        changes["stages"] = plan_clean_stages(changes["stages"])
-    if "gate_config" in changes:
-        changes["gate_config"] = plan_clean_gate_config(changes["gate_config"])
-    with transaction.atomic():
-        # Lock the plan: two release managers saving at once must each diff against what the other wrote.
-        locked = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
-        before = _plan_state(locked)
-        for field, value in changes.items():
-            setattr(locked, field, value)
-        _check_window(locked.activation_window_start, locked.activation_window_end)
-        diff = diff_fields(before, _plan_state(locked))
-        if diff is not None:
-            if changes.get("is_default"):
-                _unset_default(exclude=locked)
-            locked.save(update_fields=list(changes))
-            audit_record(
-                actor=actor,
-                action="UPDATE",
-                obj=locked,
-                reason=reason or f"Plan {locked.name} changed: {', '.join(sorted(diff['after']))}.",
-                changes=diff,
-            )
-    for field in PLAN_EDITABLE_FIELDS:
-        setattr(plan, field, getattr(locked, field))
-    return plan
-
-
-def _unset_default(*, exclude: RolloutPlan | None = None) -> None:
-    others = RolloutPlan.objects.filter(is_default=True)
-    if exclude is not None:
-        others = others.exclude(pk=exclude.pk)
-    others.update(is_default=False)
-
-
-def _plan_state(plan: RolloutPlan) -> dict[str, Any]:
-    """What an audit event records of a plan (JSON-ready)."""
-    return {
-        "name": plan.name,
-        "description": plan.description,
-        "stages": plan.stages,
-        "gate_config": plan.gate_config,
-        "activation_window_start": _time(plan.activation_window_start),
-        "activation_window_end": _time(plan.activation_window_end),
-        "is_default": plan.is_default,
-    }
-
-
-def _time(value: dt.time | None) -> str | None:
-    return value.isoformat() if value else None

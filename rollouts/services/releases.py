@@ -1,4 +1,4 @@
-"""Services for the release catalogue and incidents: the only way these rows change.
+"""The release catalogue: the only way releases change.
 
 Every function is keyword-only, runs in one transaction and appends exactly one audit event for
 the write it makes (none when a call changes nothing). The API, the admin and the management
@@ -13,18 +13,15 @@ from typing import Any
 
 from django.core.files import File
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from devices.models import HardwareVariant
-from rollouts.choices import IncidentSeverity, IncidentStatus
-from rollouts.models import Incident, Release
+from rollouts.models import Release
 from saferoll.core.audit import Actor, audit_record, diff_fields
+from saferoll.core.errors import bad_input
 
-# Audit actions of this module; the object type (release, incident) says what they acted on.
+# Audit actions of this module (the object type says they acted on a release).
 ACTION_CREATE = "CREATE"
 ACTION_UPDATE = "UPDATE"
-ACTION_OPEN = "OPEN"
-ACTION_RESOLVE = "RESOLVE"
 
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 # Read uploads in 1 MiB pieces: an artifact can be a multi-gigabyte image.
@@ -40,19 +37,6 @@ RELEASE_EDITABLE_FIELDS = (
     "is_stable",
     "previous_release",
 )
-
-
-class CatalogRefused(ValueError):
-    """A write the catalogue's rules do not allow; the message is a sentence for people.
-
-    `field` names the input at fault when there is one; `conflict` marks a refusal caused by the
-    object's current state (HTTP 409) rather than by the input (HTTP 400)."""
-
-    def __init__(self, message: str, *, field: str | None = None, conflict: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.conflict = conflict
 
 
 def artifact_digest(file: File) -> tuple[int, str]:
@@ -88,7 +72,7 @@ def release_state(release: Release) -> dict[str, Any]:
 def normalize_sha256(value: str) -> str:
     value = (value or "").strip().lower()
     if value and not SHA256_PATTERN.match(value):
-        raise CatalogRefused("The SHA-256 must be 64 hexadecimal characters (0-9, a-f).", field="sha256")
+        raise bad_input("The SHA-256 must be 64 hexadecimal characters (0-9, a-f).", field="sha256")
     return value
 
 
@@ -98,7 +82,7 @@ def _variants(names: Iterable[str]) -> list[HardwareVariant]:
     for raw in names:
         name = raw.strip()
         if not name:
-            raise CatalogRefused("A hardware variant name cannot be empty.", field="compatible_variants")
+            raise bad_input("A hardware variant name cannot be empty.", field="compatible_variants")
         variant, _ = HardwareVariant.objects.get_or_create(name=name)
         variants.append(variant)
     return variants
@@ -108,11 +92,11 @@ def _attach_artifact(release: Release, artifact: File) -> None:
     """Store the uploaded file and set size and SHA-256 from its bytes, checking any value given."""
     size, sha256 = artifact_digest(artifact)
     if release.sha256 and release.sha256 != sha256:
-        raise CatalogRefused(
+        raise bad_input(
             f"The uploaded artifact's SHA-256 is {sha256}, not the {release.sha256} given.", field="sha256"
         )
     if release.size_bytes is not None and release.size_bytes != size:
-        raise CatalogRefused(
+        raise bad_input(
             f"The uploaded artifact is {size} bytes, not the {release.size_bytes} given.", field="size_bytes"
         )
     release.size_bytes = size
@@ -124,7 +108,7 @@ def _attach_artifact(release: Release, artifact: File) -> None:
 
 def _check_previous(release: Release, previous: Release | None) -> None:
     if previous is not None and release.pk is not None and previous.pk == release.pk:
-        raise CatalogRefused("A release cannot roll back to itself.", field="previous_release")
+        raise bad_input("A release cannot roll back to itself.", field="previous_release")
 
 
 @transaction.atomic
@@ -146,11 +130,11 @@ def release_create(
     computed from the bytes (and must match any values given)."""
     version = (version or "").strip()
     if not version:
-        raise CatalogRefused("A release needs a version.", field="version")
+        raise bad_input("A release needs a version.", field="version")
     if Release.objects.filter(version=version).exists():
-        raise CatalogRefused(f"A release with version {version} already exists.", field="version")
+        raise bad_input(f"A release with version {version} already exists.", field="version")
     if size_bytes is not None and size_bytes < 0:
-        raise CatalogRefused("The size cannot be negative.", field="size_bytes")
+        raise bad_input("The size cannot be negative.", field="size_bytes")
     release = Release(
         version=version,
         artifact_url=artifact_url or "",
@@ -169,7 +153,7 @@ def release_create(
         with transaction.atomic():
             release.save()
     except IntegrityError:
-        raise CatalogRefused(f"A release with version {version} already exists.", field="version") from None
+        raise bad_input(f"A release with version {version} already exists.", field="version") from None
     release.compatible_variants.set(_variants(compatible_variants))
     audit_record(
         actor=actor, action=ACTION_CREATE, obj=release, changes=diff_fields({}, release_state(release))
@@ -185,12 +169,12 @@ def release_update(*, release: Release, actor: Actor, data: dict[str, Any], reas
     # Lock the row: two editors saving at once must not lose each other's change or its audit.
     release = Release.objects.select_for_update().get(pk=release.pk)
     if "version" in data and data["version"] != release.version:
-        raise CatalogRefused(
+        raise bad_input(
             f"The version of a release cannot be changed (it is {release.version}).", field="version"
         )
     unknown = set(data) - {*RELEASE_EDITABLE_FIELDS, "version", "artifact"}
     if unknown:
-        raise CatalogRefused(f"Unknown release field(s): {', '.join(sorted(unknown))}.")
+        raise bad_input(f"Unknown release field(s): {', '.join(sorted(unknown))}.")
     before = release_state(release)
 
     for field in ("artifact_url", "signature", "notes"):
@@ -202,7 +186,7 @@ def release_update(*, release: Release, actor: Actor, data: dict[str, Any], reas
         release.sha256 = normalize_sha256(data["sha256"])
     if "size_bytes" in data:
         if data["size_bytes"] is not None and data["size_bytes"] < 0:
-            raise CatalogRefused("The size cannot be negative.", field="size_bytes")
+            raise bad_input("The size cannot be negative.", field="size_bytes")
         release.size_bytes = data["size_bytes"]
     if "previous_release" in data:
         _check_previous(release, data["previous_release"])
@@ -222,91 +206,3 @@ def release_update(*, release: Release, actor: Actor, data: dict[str, Any], reas
     if changes:
         audit_record(actor=actor, action=ACTION_UPDATE, obj=release, changes=changes, reason=reason)
     return release
-
-
-def incident_state(incident: Incident) -> dict[str, Any]:
-    """What an audit event records of an incident (JSON-ready)."""
-    return {
-        "severity": incident.severity,
-        "title": incident.title,
-        "description": incident.description,
-        "release": incident.release.version if incident.release_id else None,
-        "status": incident.status,
-        "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
-    }
-
-
-@transaction.atomic
-def incident_open(
-    *,
-    severity: str,
-    title: str,
-    actor: Actor,
-    description: str = "",
-    release: Release | None = None,
-) -> Incident:
-    """Open an incident. Pausing the rollouts of a release with an open Sev1 is the autopilot's job."""
-    if severity not in IncidentSeverity.values:
-        raise CatalogRefused(
-            f"Severity must be one of {', '.join(IncidentSeverity.values)}, not {severity!r}.",
-            field="severity",
-        )
-    title = (title or "").strip()
-    if not title:
-        raise CatalogRefused("An incident needs a title.", field="title")
-    incident = Incident.objects.create(
-        severity=severity,
-        title=title,
-        description=description or "",
-        release=release,
-        opened_by=actor if getattr(actor, "is_authenticated", False) else None,
-    )
-    audit_record(
-        actor=actor, action=ACTION_OPEN, obj=incident, changes=diff_fields({}, incident_state(incident))
-    )
-    return incident
-
-
-@transaction.atomic
-def incident_update(*, incident: Incident, actor: Actor, data: dict[str, Any]) -> Incident:
-    """Correct an incident's severity, title, description or release (resolving has its own service)."""
-    incident = Incident.objects.select_for_update().get(pk=incident.pk)
-    unknown = set(data) - {"severity", "title", "description", "release"}
-    if unknown:
-        raise CatalogRefused(f"Unknown incident field(s): {', '.join(sorted(unknown))}.")
-    if "severity" in data and data["severity"] not in IncidentSeverity.values:
-        raise CatalogRefused(
-            f"Severity must be one of {', '.join(IncidentSeverity.values)}.", field="severity"
-        )
-    if "title" in data and not (data["title"] or "").strip():
-        raise CatalogRefused("An incident needs a title.", field="title")
-    before = incident_state(incident)
-    for field, value in data.items():
-        setattr(incident, field, value.strip() if field == "title" else value)
-    incident.save()
-    changes = diff_fields(before, incident_state(incident))
-    if changes:
-        audit_record(actor=actor, action=ACTION_UPDATE, obj=incident, changes=changes)
-    return incident
-
-
-@transaction.atomic
-def incident_resolve(*, incident: Incident, actor: Actor, reason: str = "") -> Incident:
-    """Close an open incident. Resolving twice is refused rather than silently re-stamped."""
-    # The lock makes two people resolving at once end with one resolution and one refusal.
-    incident = Incident.objects.select_for_update().get(pk=incident.pk)
-    if incident.status == IncidentStatus.RESOLVED:
-        raise CatalogRefused(f"Incident {incident.pk} is already resolved.", conflict=True)
-    before = incident_state(incident)
-    incident.status = IncidentStatus.RESOLVED
-    incident.resolved_at = timezone.now()
-    incident.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
-    incident.save(update_fields=["status", "resolved_at", "resolved_by"])
-    audit_record(
-        actor=actor,
-        action=ACTION_RESOLVE,
-        obj=incident,
-        reason=reason,
-        changes=diff_fields(before, incident_state(incident)),
-    )
-    return incident

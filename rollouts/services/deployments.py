@@ -7,16 +7,14 @@ time of each step, is their record.
 import dataclasses
 import datetime as dt
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.http import Http404
 from django.utils import timezone
 
 from devices.models import Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
 from rollouts.models import DeviceDeployment, Release, Rollout
-from saferoll.core.api.errors import Conflict
+from saferoll.core.errors import ServiceRefused, bad_input, not_found
 
 # Logs a device attaches to a deployment (002 E15) are capped so one device cannot fill the table.
 DIAGNOSTICS_MAX_BYTES = 64 * 1024
@@ -146,18 +144,15 @@ def _deployment_for(*, device: Device, rollout_id: str) -> DeviceDeployment:
         .first()
     )
     if deployment is None:
-        raise Http404(f"Device {device.device_id} has no deployment in rollout {rollout_id}.")
+        raise not_found(f"Device {device.device_id} has no deployment in rollout {rollout_id}.")
     return deployment
 
 
 def _validate_diagnostics(diagnostics: str) -> None:
     if len(diagnostics.encode()) > DIAGNOSTICS_MAX_BYTES:
-        raise ValidationError(
-            {
-                "diagnostics": [
-                    f"Diagnostics are at most {DIAGNOSTICS_MAX_BYTES // 1024} KB; send the tail of the log."
-                ]
-            }
+        raise bad_input(
+            f"Diagnostics are at most {DIAGNOSTICS_MAX_BYTES // 1024} KB; send the tail of the log.",
+            field="diagnostics",
         )
 
 
@@ -175,23 +170,21 @@ def deployment_report(
 
     The step must follow one of its allowed predecessors (DEPLOYMENT_STEPS); reporting the state the
     deployment is already in changes nothing, so a retried request is harmless. Anything else is a
-    Conflict (409). Raises Http404 when the device has no deployment in that rollout."""
+    refused (409). Refused (404) when the device has no deployment in that rollout."""
     rollout_id = rollout.rollout_id if isinstance(rollout, Rollout) else rollout
     if state not in DEPLOYMENT_STEPS:
-        raise ValidationError({"state": [f"Devices report one of: {', '.join(DEPLOYMENT_STEPS)}."]})
+        raise bad_input(f"Devices report one of: {', '.join(DEPLOYMENT_STEPS)}.", field="state")
     if state == DeploymentState.FAILED and not error.strip():
-        raise ValidationError(
-            {"error": ["A failed deployment needs an error message saying what went wrong."]}
-        )
+        raise bad_input("A failed deployment needs an error message saying what went wrong.", field="error")
     if len(error) > ERROR_MAX_CHARS:
-        raise ValidationError({"error": [f"An error message is at most {ERROR_MAX_CHARS} characters."]})
+        raise bad_input(f"An error message is at most {ERROR_MAX_CHARS} characters.", field="error")
     _validate_diagnostics(diagnostics)
     now = now or timezone.now()
     deployment = _deployment_for(device=device, rollout_id=rollout_id)
     rollout = deployment.rollout
 
     if rollout.status == RolloutStatus.ROLLED_BACK and state != DeploymentState.ROLLED_BACK:
-        raise Conflict(
+        raise ServiceRefused(
             f"Rollout {rollout_id} was rolled back: the only step a device may still report is rolled_back.",
             state=deployment.state,
         )
@@ -199,7 +192,7 @@ def deployment_report(
         return deployment
     allowed_from = DEPLOYMENT_STEPS[state]
     if deployment.state not in allowed_from:
-        raise Conflict(
+        raise ServiceRefused(
             f"A deployment in state {deployment.state} cannot become {state}; "
             f"{state} follows {' or '.join(allowed_from)}.",
             state=deployment.state,
@@ -220,7 +213,7 @@ def deployment_report(
         deployment.refresh_from_db()
         if deployment.state == state:
             return deployment
-        raise Conflict(
+        raise ServiceRefused(
             f"The deployment changed to {deployment.state} while this report of {state} was being recorded.",
             state=deployment.state,
         )

@@ -1,10 +1,9 @@
 """The rule rollouts put on cohorts: checked by the devices app through its cohort_members_adding signal."""
 
-from django.core.exceptions import ValidationError
-
 from devices.models import Cohort, CohortMembership, Device
 from rollouts.choices import TERMINAL_STATUSES
 from rollouts.models import Rollout
+from saferoll.core.errors import invalid
 
 
 def check_one_rollout_cohort(sender, *, cohort: Cohort, devices: list[Device], field: str, **kwargs) -> None:
@@ -27,7 +26,7 @@ def check_one_rollout_cohort(sender, *, cohort: Cohort, devices: list[Device], f
         .distinct()
     )
     if clashes:
-        raise ValidationError(
+        raise invalid(
             {
                 field: [
                     "These devices already belong to another cohort of a rollout that uses this "
