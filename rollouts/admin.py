@@ -17,7 +17,7 @@ from rollouts.choices import IncidentStatus
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout, RolloutPlan
 from rollouts.permissions import can_act
 from rollouts.services import incidents, lifecycle, plans, releases
-from saferoll.core.admin import ReadOnlyAdminMixin, ServiceAdminMixin, adopt, pretty_json
+from saferoll.core.admin import ReadOnlyAdminMixin, ServiceAdminMixin, adopt, pretty_json, refusal_text
 from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import AuditEvent
 
@@ -248,15 +248,6 @@ _REASON_PAGE = engines["django"].from_string(
 )
 
 
-def _refusal(exc: Exception) -> str:
-    """The refusal's sentence, with the gates' reason when the gates refused."""
-    message = str(exc)
-    decision = getattr(exc, "decision", None)
-    if decision is not None and decision.reason:
-        message = f"{message.rstrip('.')}. {decision.reason}"
-    return message
-
-
 class ReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
 
@@ -453,7 +444,7 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
             try:
                 updated = service(rollout=rollout, actor=request.user, reason=reason)
             except ServiceRefused as exc:
-                message = _refusal(exc)
+                message = refusal_text(exc)
                 if rollout.rollout_id not in message:
                     message = f"{rollout.rollout_id}: {message}"
                 self.message_user(request, message, messages.ERROR)
@@ -564,7 +555,7 @@ class IncidentAdmin(ServiceAdminMixin, admin.ModelAdmin):
                     incident=incident, actor=request.user, reason="Resolved in the admin."
                 )
             except ServiceRefused as exc:
-                self.message_user(request, exc.message, messages.ERROR)
+                self.message_user(request, refusal_text(exc), messages.ERROR)
                 continue
             resolved += 1
         self.message_user(request, f"Resolved {resolved} incident(s).", messages.SUCCESS)

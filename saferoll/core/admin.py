@@ -91,7 +91,8 @@ def refusal_text(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return " ".join(exc.messages)
     if isinstance(exc, ServiceRefused):
-        return exc.sentences()
+        reason = exc.extra.get("reason")  # why the gates said no, when they did
+        return f"{exc.sentences().rstrip('.')}. {reason}" if reason else exc.sentences()
     return getattr(exc, "message", None) or str(exc)
 
 

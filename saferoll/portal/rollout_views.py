@@ -32,7 +32,7 @@ from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
-from saferoll.portal.views import back, paginate, reader_required
+from saferoll.portal.views import back, paginate, reader_required, refusal_message
 from telemetry.health import RingHealth
 from telemetry.selectors import ring_series
 
@@ -512,10 +512,8 @@ def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpRe
         rollout.current_ring = form.cleaned_data["expected_ring"] or None
     try:
         _SERVICES[action](rollout=rollout, actor=request.user, reason=form.cleaned_data["reason"])
-    except lifecycle.GatesRefused as exc:
-        messages.error(request, f"{exc} — {exc.decision.reason}")
-    except ServiceRefused as exc:
-        messages.error(request, str(exc))
+    except ServiceRefused as refused:
+        messages.error(request, refusal_message(refused))
     else:
         rollout.refresh_from_db()
         messages.success(request, _DONE[action].format(ring=ring_label(rollout.current_ring)))
@@ -536,8 +534,8 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
             rollout = lifecycle.rollout_create(
                 release=form.cleaned_data["release"], plan=form.cleaned_data["plan"], actor=request.user
             )
-        except ServiceRefused as exc:
-            form.add_error("plan", str(exc))
+        except ServiceRefused as refused:
+            form.add_error("plan", refusal_message(refused))
         else:
             messages.success(
                 request, f"Rollout of {rollout.release.version} created. Start it when you are ready."
@@ -614,8 +612,8 @@ def incident_open(request: HttpRequest) -> HttpResponse:
         return redirect("portal:incident-list")
     try:
         incident = incidents.incident_open(actor=request.user, **form.cleaned_data)
-    except ServiceRefused as exc:
-        messages.error(request, exc.message)
+    except ServiceRefused as refused:
+        messages.error(request, refusal_message(refused))
     else:
         messages.success(request, f"Incident #{incident.pk} opened.")
     return redirect("portal:incident-list")
@@ -631,8 +629,8 @@ def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
         incidents.incident_resolve(incident=incident, actor=request.user, reason=reason)
-    except ServiceRefused as exc:
-        messages.error(request, exc.message)
+    except ServiceRefused as refused:
+        messages.error(request, refusal_message(refused))
     else:
         messages.success(request, f"Incident #{incident.pk} resolved.")
     return back(request, reverse("portal:incident-list"))

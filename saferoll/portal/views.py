@@ -67,6 +67,12 @@ def back(request: HttpRequest, default: str) -> HttpResponse:
     return redirect(default)
 
 
+def refusal_message(refused: ServiceRefused) -> str:
+    """A service's refusal as the portal shows it: what it says, and why the gates said no when they did."""
+    reason = refused.extra.get("reason")
+    return f"{refused.sentences()} — {reason}" if reason else refused.sentences()
+
+
 def paginate(request: HttpRequest, queryset, per_page: int = PAGE_SIZE):
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))
 
@@ -217,8 +223,8 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
     elif operation == "raise":
         try:
             state = emergency_stop_raise(actor=request.user, reason=reason)
-        except ServiceRefused as exc:
-            messages.error(request, str(exc))
+        except ServiceRefused as refused:
+            messages.error(request, refusal_message(refused))
         else:
             if state is None:
                 messages.info(request, "The emergency stop was already on.")
