@@ -66,8 +66,10 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         evaluation = lifecycle.evaluation_store(
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
-        evaluation_stored.send(sender=Evaluation, evaluation=evaluation)
-        _act(rollout, evaluation, now)
+        if not _act(rollout, evaluation, now):
+            # A judgement that changes the rollout is announced with that change (its audit event
+            # carries the evaluation): one live message per change, not one per layer.
+            evaluation_stored.send(sender=Evaluation, evaluation=evaluation)
     return evaluation
 
 
@@ -89,15 +91,17 @@ def _open_sev1(rollout: Rollout) -> Incident | None:
     )
 
 
-def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> None:
-    """Act on the stored judgement; each transition carries it, so the timeline shows why."""
+def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> bool:
+    """Act on the stored judgement; each transition carries it, so the timeline shows why.
+    Whether the rollout changed state."""
     config = GateConfig.from_dict(rollout.gate_config)
     if evaluation.action == Action.ROLLBACK:
         lifecycle.rollout_rollback(
             rollout=rollout, actor=None, reason=evaluation.reason, evaluation=evaluation
         )
         _alert_automatic(rollout, "AUTO_ROLLBACK", evaluation.reason)
-    elif evaluation.action == Action.PAUSE:
+        return True
+    if evaluation.action == Action.PAUSE:
         streak = rollout.failing_streak + 1
         Rollout.objects.filter(pk=rollout.pk).update(failing_streak=streak)
         rollout.failing_streak = streak
@@ -105,13 +109,17 @@ def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> None:
             reason = f"{evaluation.reason} (failing {streak} evaluations in a row)"
             lifecycle.rollout_pause(rollout=rollout, actor=None, reason=reason, evaluation=evaluation)
             _alert_automatic(rollout, "AUTO_PAUSE", reason)
-    elif evaluation.action == Action.PROMOTE:
+            return True
+        return False
+    if evaluation.action == Action.PROMOTE:
         if rollout.failing_streak:
             Rollout.objects.filter(pk=rollout.pk).update(failing_streak=0)
             rollout.failing_streak = 0
         if _may_advance(rollout, now):
             lifecycle.rollout_promote(rollout=rollout, actor=None, evaluation=evaluation)
+            return True
     # WAIT: too little data to judge, so nothing happens and nothing is counted.
+    return False
 
 
 def _may_advance(rollout: Rollout, now: dt.datetime) -> bool:

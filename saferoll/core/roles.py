@@ -1,6 +1,6 @@
 """The four roles of SPEC §11, as Django groups with permissions.
 
-The groups are created and kept in sync by migrations (saferoll/migrations), so an admin only has
+The groups are created and kept in sync by migrations (saferoll/core/migrations), so an admin only has
 to put people in them. `ROLE_PERMISSIONS` is the single place that says what each role may do.
 """
 

@@ -14,6 +14,7 @@ from rollouts.services import lifecycle
 from rollouts.services.emergency import emergency_stop_lift, emergency_stop_raise
 from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import Alert, AuditEvent, FleetState
+from saferoll.portal import broadcast
 from tests.autopilot.conftest import activate_ring, report
 from tests.factories import DeviceFactory, HealthCheckFactory, IncidentFactory
 
@@ -351,3 +352,39 @@ def test_an_emergency_stop_does_not_shelter_the_release_that_caused_it(make_roll
     autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)
     rollout.refresh_from_db()
     assert rollout.status == RolloutStatus.ROLLED_BACK
+
+
+@pytest.fixture
+def live_messages(monkeypatch):
+    """The live messages the portal's broadcast hands to the channel layer, by type, in order."""
+    sent: list[str] = []
+    monkeypatch.setattr(broadcast, "_send", lambda message, what: sent.append(message["type"]))
+    return sent
+
+
+# Committed for real, so that each change's messages go out when it commits, as in production.
+@pytest.mark.django_db(transaction=True)
+def test_an_automatic_rollback_is_one_live_rollout_update_and_its_alert(make_rollout, live_messages):
+    rollout = make_rollout()
+    now = timezone.now()
+    report(rollout, "pilot", crash_free=0.80, at=now)
+    live_messages.clear()
+
+    autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)
+
+    # The evaluation, the transition's audit event and the alert are one change: the page hears of the
+    # rollout once (its timeline carries the evaluation), and the operators get the alert's toast.
+    assert live_messages == ["rollout_update", "alert"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_judgement_that_changes_nothing_is_announced_as_an_evaluation(make_rollout, live_messages):
+    rollout = make_rollout()
+    now = timezone.now()
+    activate_ring(rollout, "pilot", at=now)
+    report(rollout, "pilot", crash_free=0.5, at=now, count=3)
+    live_messages.clear()
+
+    autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)
+
+    assert live_messages == ["evaluation"]

@@ -119,6 +119,8 @@ def test_a_rollout_change_reaches_the_socket_only_after_it_commits(make_user, ro
         assert [event["action"] for event in data["events"]] == ["CREATED", "START"]
         assert data["events"][-1]["actor"] == "rm"
         assert set(data["blast_radius"]) == {"exposed", "targeted", "fleet", "spared"}
+        # The audit event and the explicit call asked for the same rollout in one transaction: one message.
+        assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
 
     run(scenario)

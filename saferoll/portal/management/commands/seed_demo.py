@@ -27,7 +27,7 @@ from rest_framework.authtoken.models import Token
 from devices.choices import DeviceStatus
 from devices.models import Device, HardwareVariant, hash_token, new_device_token
 from rollouts.models import Release
-from rollouts.services import releases
+from rollouts.services import plans, releases
 from saferoll.core import roles
 from saferoll.core.audit import audit_record, diff_fields
 from saferoll.core.management.commands.adduser import cli_actor, user_ensure_role
@@ -245,12 +245,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Release {version} created.")
 
     def _plans(self) -> None:
-        try:
-            from rollouts.services.plans import ensure_presets
-        except ImportError:
-            self.stdout.write(self.style.WARNING("Plan presets are not available yet; skipped."))
-            return
-        ensure_presets()
+        plans.ensure_presets()
 
     @transaction.atomic
     def _fleet(self, total: int, variants: list[HardwareVariant]) -> int:
