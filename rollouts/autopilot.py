@@ -124,6 +124,8 @@ def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> bool:
 
 def _may_advance(rollout: Rollout, now: dt.datetime) -> bool:
     """After the stage's bake time: the plan's auto-advance, or completion after the last ring."""
+    if rollout.current_ring is None:
+        return False
     stage = rollout.stage(rollout.current_ring)
     baked = rollout.stage_started_at is not None and now >= rollout.stage_started_at + dt.timedelta(
         minutes=stage.get("bake_minutes", 0)

@@ -32,7 +32,7 @@ _STEERING_STATUSES = (
 # Rollouts that let a device install and activate now.
 _INSTALLING_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.COMPLETED)
 _INSTALL_STATES = (DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED)
-_STEP_TIMESTAMP = {
+_STEP_TIMESTAMP: dict[str, str] = {
     DeploymentState.DOWNLOADING: "downloading_at",
     DeploymentState.VERIFIED: "verified_at",
     DeploymentState.ACTIVATED: "activated_at",

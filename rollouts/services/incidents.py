@@ -26,7 +26,7 @@ def incident_state(incident: Incident) -> dict[str, Any]:
         "severity": incident.severity,
         "title": incident.title,
         "description": incident.description,
-        "release": incident.release.version if incident.release_id else None,
+        "release": release.version if (release := incident.release) else None,
         "status": incident.status,
         "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
     }

@@ -70,13 +70,13 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     ROLLBACK: (RolloutStatus.CREATED, RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
 }
 _VERBS = {START: "start", PROMOTE: "promote", PAUSE: "pause", RESUME: "resume", ROLLBACK: "roll back"}
-_AUTOMATIC = {
+_AUTOMATIC: dict[str, str] = {
     RolloutAction.PROMOTE: RolloutAction.AUTO_PROMOTE,
     RolloutAction.PAUSE: RolloutAction.AUTO_PAUSE,
     RolloutAction.ROLLBACK: RolloutAction.AUTO_ROLLBACK,
 }
 # What to do instead, by (transition, status the rollout is in).
-_HINTS = {
+_HINTS: dict[tuple[str, str], str] = {
     (START, RolloutStatus.ACTIVE): "it has already started",
     (START, RolloutStatus.PAUSED): "it has already started",
     (PROMOTE, RolloutStatus.CREATED): "start it first",
@@ -107,13 +107,14 @@ def refused_action(action: str) -> str:
 def describe_state(rollout: Rollout) -> str:
     """The rollout's state as the end of a sentence: "paused in pilot", "rolled back"."""
     ring = rollout.current_ring
-    return {
+    states: dict[str, str] = {
         RolloutStatus.CREATED: "created and not started yet",
         RolloutStatus.ACTIVE: f"active in {ring}",
         RolloutStatus.PAUSED: f"paused in {ring}",
         RolloutStatus.COMPLETED: "completed",
         RolloutStatus.ROLLED_BACK: "rolled back",
-    }.get(rollout.status, rollout.status)
+    }
+    return states.get(rollout.status, rollout.status)
 
 
 def transition_refusal(rollout: Rollout, transition: str) -> str | None:

@@ -8,7 +8,7 @@ once stored, a plan belongs to the release managers.
 """
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -145,7 +145,8 @@ _STAGE_KEYS = {"ring", "bake_minutes", "auto_advance", "cohort", "rings", "descr
 # A month: far beyond the longest production bake (a day, 000 §9.1), and a bound keeps the end of a
 # bake (stage start + bake) inside the calendar the autopilot computes it in.
 MAX_BAKE_MINUTES = 30 * 24 * 60
-_RING_MAX_LENGTH = Rollout._meta.get_field("current_ring").max_length
+# A CharField always has its max_length.
+_RING_MAX_LENGTH = cast(int, Rollout._meta.get_field("current_ring").max_length)
 PLAN_EDITABLE_FIELDS = (
     "description",
     "stages",
@@ -164,7 +165,9 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
     devices) or `rings` (deploy to the devices of several fleet rings at once)."""
     if not isinstance(stages, list) or not stages:
         raise bad_input("A plan needs at least one stage.", field="stages")
-    cleaned, names, fleet_rings = [], set(), set()
+    cleaned: list[dict[str, Any]] = []
+    names: set[str] = set()
+    fleet_rings: set[str] = set()
     for number, stage in enumerate(stages, start=1):
         where = f"Stage {number}"
         if not isinstance(stage, dict):
@@ -195,7 +198,7 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
         auto_advance = stage.get("auto_advance", False)
         if not isinstance(auto_advance, bool):
             raise bad_input(f"{where}: auto_advance must be true or false.", field="stages")
-        clean = {"ring": ring, "bake_minutes": bake, "auto_advance": auto_advance}
+        clean: dict[str, Any] = {"ring": ring, "bake_minutes": bake, "auto_advance": auto_advance}
         cohort, rings = stage.get("cohort"), stage.get("rings")
         if cohort is not None and rings is not None:
             raise bad_input(f"{where} may name a cohort or fleet rings, not both.", field="stages")

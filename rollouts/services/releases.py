@@ -65,7 +65,7 @@ def release_state(release: Release) -> dict[str, Any]:
         else [],
         "notes": release.notes,
         "is_stable": release.is_stable,
-        "previous_release": release.previous_release.version if release.previous_release_id else None,
+        "previous_release": previous.version if (previous := release.previous_release) else None,
     }
 
 
