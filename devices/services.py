@@ -21,7 +21,7 @@ from django.utils import timezone
 from devices.choices import CohortKind, DeviceStatus
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant, hash_token, new_device_token
 from devices.signals import cohort_members_adding
-from saferoll.core.audit import Actor, audit_record, diff_fields
+from saferoll.core.audit import Actor, actor_user, audit_record, diff_fields
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,50}$"
 _DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
@@ -449,7 +449,7 @@ def cohort_create(
     cohort_members_adding.send(
         sender=Cohort, cohort=cohort, devices=list(members.values()), field="device_ids"
     )
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = actor_user(actor)
     CohortMembership.objects.bulk_create(
         [CohortMembership(cohort=cohort, device=device, added_by=user) for device in members.values()]
     )
@@ -534,7 +534,7 @@ def cohort_change_members(
         cohort_members_adding.send(
             sender=Cohort, cohort=cohort, devices=[to_add[device_id] for device_id in added], field="add"
         )
-        user = actor if getattr(actor, "is_authenticated", False) else None
+        user = actor_user(actor)
         CohortMembership.objects.bulk_create(
             [CohortMembership(cohort=cohort, device=to_add[device_id], added_by=user) for device_id in added]
         )

@@ -10,7 +10,7 @@ button says when it is disabled comes from the same rules the services apply
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -28,10 +28,11 @@ from rollouts.gates import Action, Decision, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act
 from rollouts.selectors import rollout_ring_health
+from saferoll.core.audit import Actor
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
-from saferoll.portal.views import back, paginate, reader_required
+from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, reader_required
 from telemetry.health import RingHealth
 from telemetry.selectors import ring_series
 
@@ -459,7 +460,12 @@ def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
 
 # --- actions -----------------------------------------------------------------------------------
 
-_SERVICES = {
+
+class _RolloutActionService(Protocol):
+    def __call__(self, *, rollout: Rollout, actor: Actor, reason: str) -> Rollout: ...
+
+
+_SERVICES: dict[str, _RolloutActionService] = {
     "start": services.rollout_start,
     "promote": services.rollout_promote,
     "pause": services.rollout_pause,
@@ -477,7 +483,7 @@ _DONE = {
 
 @require_http_methods(["GET", "POST"])
 @reader_required
-def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpResponse:
+def rollout_action(request: AuthenticatedHttpRequest, rollout_id: str, action: str) -> HttpResponse:
     """GET: a confirmation page (the no-script fallback of the dialog). POST: do it."""
     if action not in _SERVICES:
         raise Http404("No such rollout action.")
@@ -526,7 +532,7 @@ def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpRe
 
 @require_http_methods(["GET", "POST"])
 @reader_required
-def rollout_new(request: HttpRequest) -> HttpResponse:
+def rollout_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not can_act(request.user, "create"):
         raise PermissionDenied("Your role does not allow you to create rollouts.")
     form = RolloutCreateForm(request.POST or None)
@@ -602,7 +608,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def incident_open(request: HttpRequest) -> HttpResponse:
+def incident_open(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not request.user.has_perm("rollouts.add_incident"):
         raise PermissionDenied("Your role does not allow you to open incidents.")
     form = IncidentOpenForm(request.POST)
@@ -622,7 +628,7 @@ def incident_open(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+def incident_resolve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     if not request.user.has_perm("rollouts.change_incident"):
         raise PermissionDenied("Your role does not allow you to resolve incidents.")
     incident = get_object_or_404(Incident, pk=pk)

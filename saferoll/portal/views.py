@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, OuterRef, Subquery
@@ -42,6 +43,12 @@ PAGE_SIZE = 50
 # Finished rollouts shown on the dashboard (the audit log and the API hold the rest).
 DASHBOARD_HISTORY = 12
 EMERGENCY_PERMISSION = "saferoll.emergency_stop"
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a view behind reader_required: login_required lets only a signed-in user through."""
+
+    user: User
 
 
 def reader_required(view: Callable) -> Callable:
@@ -205,7 +212,7 @@ def chrome_fragment(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def emergency_stop(request: HttpRequest) -> HttpResponse:
+def emergency_stop(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not request.user.has_perm(EMERGENCY_PERMISSION):
         raise PermissionDenied("Your role does not allow you to use the emergency stop.")
     operation = request.POST.get("operation")
@@ -258,7 +265,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
+def alert_ack(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     # Acknowledging is the on-call's job: whoever may pause a rollout (operators and up).
     if not can_act(request.user, "pause"):
         raise PermissionDenied("Your role does not allow you to acknowledge alerts.")
