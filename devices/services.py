@@ -88,7 +88,8 @@ def _variant_named(name: str | None) -> HardwareVariant | None:
     """The hardware variant of that name, created when new; None for no variant."""
     if not name:
         return None
-    if len(name) > HardwareVariant._meta.get_field("name").max_length:
+    max_length = HardwareVariant._meta.get_field("name").max_length
+    if max_length is not None and len(name) > max_length:
         raise ValidationError({"variant": ["A variant name is at most 50 characters."]})
     # get_or_create retries the read when a concurrent insert of the same name wins the race.
     variant, _ = HardwareVariant.objects.get_or_create(name=name)
@@ -100,7 +101,7 @@ def _device_snapshot(device: Device) -> dict[str, Any]:
     return {
         "device_id": device.device_id,
         "ring": device.ring,
-        "variant": device.variant.name if device.variant_id else None,
+        "variant": device.variant.name if device.variant else None,
         "site": device.site,
         "region": device.region,
         "status": device.status,
