@@ -102,7 +102,7 @@ def _emergency_refusal(action: str) -> str | None:
 
 
 # The buttons offered in each status; the rest make no sense there (a finished rollout has none).
-OFFERED_ACTIONS = {
+OFFERED_ACTIONS: dict[str, tuple[str, ...]] = {
     RolloutStatus.CREATED: ("start", "rollback"),
     RolloutStatus.ACTIVE: ("promote", "pause", "rollback"),
     RolloutStatus.PAUSED: ("resume", "promote", "rollback"),
@@ -306,7 +306,7 @@ def _metric_cards(health: RingHealth | None, config: GateConfig) -> list[dict[st
             ">=",
             rate=True,
             critical=config.reporting_rate_critical,
-            judged=bool(expected) and expected >= config.min_sample,
+            judged=bool(expected and expected >= config.min_sample),
             detail=f"{reporting} of {expected} expected devices reported"
             if expected
             else "No device has been running the release long enough to be expected to report.",

@@ -118,21 +118,30 @@ def fleet_summary() -> dict:
     """Devices by version, by status and by ring, for the dashboard's fleet panel."""
     total = Device.objects.count()
     by_status = dict(Device.objects.order_by().values_list("status").annotate(n=Count("id")))
+
+    def share(count: int) -> int:
+        return round(100 * count / total) if total else 0
+
     statuses = [
-        {"value": value, "label": label, "count": by_status.get(value, 0)}
+        {
+            "value": value,
+            "label": label,
+            "count": by_status.get(value, 0),
+            "share": share(by_status.get(value, 0)),
+        }
         for value, label in DeviceStatus.choices
     ]
-    by_version = list(
-        Device.objects.order_by()
+    by_version = [
+        {**row, "share": share(row["count"])}
+        for row in Device.objects.order_by()
         .values("app_version")
         .annotate(count=Count("id"))
         .order_by("-count", "app_version")
-    )
+    ]
     by_ring = dict(Device.objects.order_by().values_list("ring").annotate(n=Count("id")))
-    rings = [{"ring": ring, "count": by_ring.pop(ring, 0)} for ring in settings.SAFEROLL_RING_SHARES]
-    rings += [{"ring": ring, "count": count} for ring, count in sorted(by_ring.items())]
-    for row in [*statuses, *by_version, *rings]:
-        row["share"] = round(100 * row["count"] / total) if total else 0
+    ring_counts = [(ring, by_ring.pop(ring, 0)) for ring in settings.SAFEROLL_RING_SHARES]
+    ring_counts += sorted(by_ring.items())
+    rings = [{"ring": ring, "count": count, "share": share(count)} for ring, count in ring_counts]
     return {"total": total, "statuses": statuses, "versions": by_version, "rings": rings}
 
 
