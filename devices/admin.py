@@ -4,6 +4,8 @@ Devices and cohorts are saved through devices.services, like the API's writes, s
 and the same audit events apply; hardware variants (no service of their own) are audited with
 before/after by AuditedModelAdmin."""
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
@@ -12,6 +14,17 @@ from django.utils.translation import ngettext
 from devices import services
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant
 from saferoll.core.admin import AuditedModelAdmin, ServiceAdminMixin, adopt
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _DeviceCount(TypedDict):
+    _devices: int
+
+
+class _MemberCount(TypedDict):
+    _members: int
 
 
 @admin.register(HardwareVariant)
@@ -23,7 +36,7 @@ class HardwareVariantAdmin(AuditedModelAdmin):
         return super().get_queryset(request).annotate(_devices=Count("device"))
 
     @admin.display(description="devices", ordering="_devices")
-    def device_count(self, variant: HardwareVariant) -> int:
+    def device_count(self, variant: "WithAnnotations[HardwareVariant, _DeviceCount]") -> int:
         return variant._devices
 
 
@@ -50,12 +63,13 @@ class DeviceAdminForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if "ring" in self.fields:
+        ring_field = self.fields.get("ring")
+        if isinstance(ring_field, forms.ChoiceField):
             rings = services.fleet_rings()
             current = self.instance.ring if self.instance.pk else None
             if current and current not in rings:
                 rings.append(current)
-            self.fields["ring"].choices = [(ring, ring) for ring in rings]
+            ring_field.choices = [(ring, ring) for ring in rings]
 
     def clean_device_id(self) -> str:
         device_id = self.cleaned_data["device_id"]
@@ -239,7 +253,7 @@ class CohortAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return ["created_at"] if obj is None else ["name", "created_at"]
 
     @admin.display(description="members", ordering="_members")
-    def member_count(self, cohort: Cohort) -> int:
+    def member_count(self, cohort: "WithAnnotations[Cohort, _MemberCount]") -> int:
         return cohort._members
 
     def save_model(self, request, obj, form, change):

@@ -45,4 +45,8 @@ class IsDevice(permissions.BasePermission):
 
 # A device credential is recognised on people's endpoints so that it is refused with a clear 403
 # instead of being ignored (which would read as "not logged in").
-PEOPLE_AUTHENTICATION = [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, DeviceAuthentication]
+PEOPLE_AUTHENTICATION: list[type[authentication.BaseAuthentication]] = [
+    # The stubs type api_settings' class settings as their dotted paths; DRF has imported them.
+    *api_settings.DEFAULT_AUTHENTICATION_CLASSES,  # type: ignore[list-item]
+    DeviceAuthentication,
+]

@@ -1,8 +1,17 @@
 """Reads of devices and cohorts that are more than a one-line filter."""
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.db.models import Count, Prefetch, QuerySet
 
 from devices.models import Cohort, Device
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class CohortCounts(TypedDict):
+    device_count: int
 
 
 def device_detail() -> QuerySet[Device]:
@@ -12,7 +21,7 @@ def device_detail() -> QuerySet[Device]:
     )
 
 
-def cohort_list() -> QuerySet[Cohort]:
+def cohort_list() -> "QuerySet[WithAnnotations[Cohort, CohortCounts]]":
     return Cohort.objects.annotate(device_count=Count("memberships"))
 
 

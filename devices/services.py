@@ -21,7 +21,7 @@ from django.utils import timezone
 from devices.choices import CohortKind, DeviceStatus
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant, hash_token, new_device_token
 from devices.signals import cohort_members_adding
-from saferoll.core.audit import Actor, audit_record, diff_fields
+from saferoll.core.audit import Actor, actor_user, audit_record, diff_fields
 from saferoll.core.errors import ServiceRefused, invalid
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,50}$"
@@ -89,7 +89,8 @@ def _variant_named(name: str | None) -> HardwareVariant | None:
     """The hardware variant of that name, created when new; None for no variant."""
     if not name:
         return None
-    if len(name) > HardwareVariant._meta.get_field("name").max_length:
+    max_length = HardwareVariant._meta.get_field("name").max_length
+    if max_length is not None and len(name) > max_length:
         raise invalid({"variant": ["A variant name is at most 50 characters."]})
     # get_or_create retries the read when a concurrent insert of the same name wins the race.
     variant, _ = HardwareVariant.objects.get_or_create(name=name)
@@ -101,7 +102,7 @@ def _device_snapshot(device: Device) -> dict[str, Any]:
     return {
         "device_id": device.device_id,
         "ring": device.ring,
-        "variant": device.variant.name if device.variant_id else None,
+        "variant": device.variant.name if device.variant else None,
         "site": device.site,
         "region": device.region,
         "status": device.status,
@@ -448,7 +449,7 @@ def cohort_create(
     cohort_members_adding.send(
         sender=Cohort, cohort=cohort, devices=list(members.values()), field="device_ids"
     )
-    user = actor if getattr(actor, "is_authenticated", False) else None
+    user = actor_user(actor)
     CohortMembership.objects.bulk_create(
         [CohortMembership(cohort=cohort, device=device, added_by=user) for device in members.values()]
     )
@@ -533,7 +534,7 @@ def cohort_change_members(
         cohort_members_adding.send(
             sender=Cohort, cohort=cohort, devices=[to_add[device_id] for device_id in added], field="add"
         )
-        user = actor if getattr(actor, "is_authenticated", False) else None
+        user = actor_user(actor)
         CohortMembership.objects.bulk_create(
             [CohortMembership(cohort=cohort, device=to_add[device_id], added_by=user) for device_id in added]
         )

@@ -55,11 +55,11 @@ class ReleaseAdminForm(forms.ModelForm):
             raise ValidationError(exc.message) from None
 
     def clean(self):
-        cleaned = super().clean()
-        previous = cleaned.get("previous_release")
+        super().clean()
+        previous = self.cleaned_data.get("previous_release")
         if previous is not None and self.instance.pk and previous.pk == self.instance.pk:
             self.add_error("previous_release", "A release cannot roll back to itself.")
-        return cleaned
+        return self.cleaned_data
 
 
 @admin.register(Release)
@@ -202,7 +202,7 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="rollouts", ordering="_rollouts")
     def rollout_count(self, plan: RolloutPlan) -> int:
-        return plan._rollouts
+        return plan._rollouts  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -262,8 +262,7 @@ class RolloutEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = AuditEvent
     fk_name = "rollout"
     extra = 0
-    fields = ["created_at", "actor_name", "action", "from_ring", "to_ring", "reason"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "actor_name", "action", "from_ring", "to_ring", "reason")
     ordering = ["-created_at", "-id"]
     verbose_name = "event"
     verbose_name_plural = "events"
@@ -432,13 +431,7 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if not can_act(request.user, action):
             self.message_user(request, f"You are not allowed to {action} rollouts.", messages.ERROR)
             return None
-        service = {
-            "start": lifecycle.rollout_start,
-            "promote": lifecycle.rollout_promote,
-            "pause": lifecycle.rollout_pause,
-            "resume": lifecycle.rollout_resume,
-            "rollback": lifecycle.rollout_rollback,
-        }[action]
+        service = lifecycle.TRANSITIONS[action]
         done = []
         for rollout in queryset.select_related("release"):
             try:
@@ -476,8 +469,15 @@ class EvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ["rollout"]
     show_full_result_count = False
     date_hierarchy = "created_at"
-    fields = ["rollout", "ring", "action", "source", "reason", "created_at", "detail_display"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "rollout",
+        "ring",
+        "action",
+        "source",
+        "reason",
+        "created_at",
+        "detail_display",
+    )
 
     @admin.display(description="gates and health")
     def detail_display(self, evaluation: Evaluation) -> str:

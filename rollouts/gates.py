@@ -82,7 +82,8 @@ class GateConfig:
         if unknown:
             raise ValueError(f"Unknown gate setting(s): {', '.join(unknown)}.")
         for key, value in data.items():
-            data[key] = _check_value(key, value, known[key].type)
+            # The field types are strings: this module postpones the evaluation of annotations.
+            data[key] = _check_value(key, value, str(known[key].type))
         config = cls(**data)
         config._check_consistency()
         return config

@@ -4,6 +4,7 @@ broker, so the product runs with no service at all. Used by `manage.py serve` wi
 import logging
 import socket
 import threading
+from typing import Protocol
 
 from celery import beat
 from celery.worker import WorkController
@@ -14,11 +15,19 @@ from saferoll.celery import app
 logger = logging.getLogger(__name__)
 
 
+class _Service(Protocol):
+    """Celery's embedded beat service (celery.beat has no type information)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class EmbeddedAutopilot:
     def __init__(self) -> None:
         self.worker: WorkController | None = None
         self.worker_thread: threading.Thread | None = None
-        self.beat = None
+        self.beat: _Service | None = None
 
     def start(self) -> None:
         app.finalize()
@@ -37,10 +46,10 @@ class EmbeddedAutopilot:
         )
         self.worker_thread = threading.Thread(target=self.worker.start, name="celery-worker", daemon=True)
         self.worker_thread.start()
-        self.beat = beat.EmbeddedService(
+        self.beat = embedded_beat = beat.EmbeddedService(
             app, thread=True, max_interval=1, schedule_filename=settings.CELERY_BEAT_SCHEDULE_FILENAME
         )
-        self.beat.start()
+        embedded_beat.start()
         logger.info("embedded autopilot started (worker and beat in this process, in-memory broker)")
 
     def stop(self) -> None:

@@ -97,10 +97,10 @@ TEMPLATES = [
 
 if EMBEDDED:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
+    DATABASES: dict[str, dj_database_url.DBConfig] = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": STATE_DIR / "saferoll.sqlite3",
+            "NAME": str(STATE_DIR / "saferoll.sqlite3"),
             "OPTIONS": {
                 # WAL lets readers run beside the single writer; IMMEDIATE takes the write
                 # lock at BEGIN, so a transaction never fails half-way on a lock upgrade.

@@ -2,6 +2,7 @@
 Prometheus metrics (SPEC §13)."""
 
 import logging
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -58,7 +59,12 @@ def health(request: HttpRequest) -> HttpResponse:
         response = JsonResponse({"status": "unhealthy", "database": "unreachable"}, status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    body = {"status": "healthy", "database": "ok", "redis": _redis_status(), "autopilot": autopilot_status()}
+    body: dict[str, Any] = {
+        "status": "healthy",
+        "database": "ok",
+        "redis": _redis_status(),
+        "autopilot": autopilot_status(),
+    }
     if body["redis"] == "unreachable" or body["autopilot"]["stale"]:
         body["status"] = "degraded"
     return JsonResponse(body)

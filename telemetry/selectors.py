@@ -10,7 +10,7 @@ import datetime as dt
 import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from django.conf import settings
 from django.db import connection
@@ -133,6 +133,18 @@ class SeriesPoint:
         return asdict(self)
 
 
+class _MinuteRow(TypedDict):
+    """One minute of ring_series' aggregate query."""
+
+    bucket: dt.datetime
+    devices: int
+    checks: int
+    crash_free: float | None
+    booted: int
+    # In the query on PostgreSQL; elsewhere added afterwards from the minute's latencies.
+    latency: NotRequired[float | None]
+
+
 def ring_series(
     *,
     ring: str | None = None,
@@ -167,7 +179,9 @@ def ring_series(
     if _has_median():
         aggregates["latency"] = Median("checkin_latency_ms")
     # order_by() clears the model's default ordering, which must not leak into GROUP BY.
-    rows = {row["bucket"]: row for row in buckets.annotate(**aggregates).order_by()}
+    # The stubs type the rows by .values("bucket") alone: they cannot see the **aggregates.
+    per_minute = cast("QuerySet[HealthCheck, _MinuteRow]", buckets.annotate(**aggregates).order_by())
+    rows = {row["bucket"]: row for row in per_minute}
     if rows and not _has_median():
         for bucket, latencies in _latencies_by_minute(checks).items():
             if bucket in rows:

@@ -15,7 +15,7 @@ from devices import selectors, services
 from devices.authentication import PEOPLE_AUTHENTICATION
 from devices.choices import DeviceStatus
 from devices.filtersets import DeviceFilterSet
-from devices.models import Device
+from devices.models import Cohort, Device
 from rollouts.models import DeviceDeployment
 from rollouts.selectors import device_latest_deployment, device_list
 from saferoll.core.api.permissions import ActionPermission
@@ -104,7 +104,9 @@ class DeviceDetailSerializer(serializers.ModelSerializer):
     variant = serializers.CharField(source="variant.name", read_only=True, allow_null=True)
     version = serializers.CharField(source="app_version", read_only=True)
     versions = DeviceVersionsSerializer(source="*", read_only=True)
-    cohorts = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    cohorts: serializers.SlugRelatedField[Cohort] = serializers.SlugRelatedField(
+        slug_field="name", many=True, read_only=True
+    )
     deployment = serializers.SerializerMethodField()
 
     class Meta:

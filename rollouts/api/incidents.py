@@ -4,6 +4,7 @@ Opening a Sev1 against a release does not pause anything here: the autopilot doe
 next round, so the rule holds however the incident was opened."""
 
 import django_filters
+from django.contrib.auth.models import User
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -29,9 +30,15 @@ class IncidentFilter(django_filters.FilterSet):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    release = serializers.SlugRelatedField(slug_field="version", read_only=True, allow_null=True)
-    opened_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
-    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    release: serializers.SlugRelatedField[Release] = serializers.SlugRelatedField(
+        slug_field="version", read_only=True, allow_null=True
+    )
+    opened_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    resolved_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Incident

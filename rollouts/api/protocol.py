@@ -48,6 +48,9 @@ class DeviceAuthenticationScheme(OpenApiAuthenticationExtension):
 
 # DeviceAuthentication first, so a request without credentials is told to use `Device <token>`.
 DEVICE_AUTHENTICATION = [DeviceAuthentication, TokenAuthentication, SessionAuthentication]
+# The device endpoints' security requirement in the schema. extend_schema(auth=...) takes security
+# requirement objects like this one; its annotation says strings.
+DEVICE_AUTH_SCHEMA: list[str] = [{"deviceAuth": []}]  # type: ignore[list-item]
 
 
 class ReleaseArtifactSerializer(serializers.Serializer):
@@ -96,6 +99,7 @@ class DiagnosticsSerializer(StrictSerializer):
 
 
 def _release_payload(release: Release, request: Request) -> dict:
+    url: str | None
     if release.artifact:
         # The release's uploaded file is served by SafeRoll itself.
         url = request.build_absolute_uri(f"/api/releases/{quote(release.version, safe='')}/artifact")
@@ -134,7 +138,7 @@ class DesiredStateView(DeviceView):
     @extend_schema(
         summary="What this device should run now",
         responses={200: DesiredStateSerializer, 429: THROTTLED_RESPONSE},
-        auth=[{"deviceAuth": []}],
+        auth=DEVICE_AUTH_SCHEMA,
     )
     def get(self, request):
         device = request.auth
@@ -142,6 +146,8 @@ class DesiredStateView(DeviceView):
         desired = deployments.device_desired_state(device=device)
         if desired.action == deployments.DesiredAction.NONE:
             return Response({"action": desired.action, "version": desired.version})
+        # Every action but "none" comes with the device's deployment, and "install" with its release.
+        assert desired.deployment is not None
         rollout_id = desired.deployment.rollout.rollout_id
         if desired.action == deployments.DesiredAction.ROLLBACK:
             return Response(
@@ -151,6 +157,7 @@ class DesiredStateView(DeviceView):
                     "release": _rollback_payload(desired, request),
                 }
             )
+        assert desired.release is not None
         return Response(
             {
                 "action": desired.action,
@@ -176,7 +183,7 @@ class DeploymentReportView(DeviceView):
             404: OpenApiResponse(description="This device has no deployment in that rollout."),
             409: OpenApiResponse(description="The step does not follow the deployment's current state."),
         },
-        auth=[{"deviceAuth": []}],
+        auth=DEVICE_AUTH_SCHEMA,
     )
     def post(self, request, rollout_id: str):
         serializer = DeploymentReportSerializer(data=request.data)
@@ -197,7 +204,7 @@ class DeploymentDiagnosticsView(DeviceView):
             200: DeviceDeploymentSerializer,
             404: OpenApiResponse(description="This device has no deployment in that rollout."),
         },
-        auth=[{"deviceAuth": []}],
+        auth=DEVICE_AUTH_SCHEMA,
     )
     def post(self, request, rollout_id: str):
         serializer = DiagnosticsSerializer(data=request.data)

@@ -1,7 +1,10 @@
 """Releases: `GET|POST /api/releases`, `GET|PATCH /api/releases/{version}`, and the artifact
 download `GET /api/releases/{version}/artifact` for devices and people."""
 
+from typing import TYPE_CHECKING
+
 import django_filters
+from django.contrib.auth.models import User
 from django.db.models import BigIntegerField
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
@@ -15,10 +18,14 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from devices.authentication import DeviceAuthentication, IsDevice
+from devices.models import HardwareVariant
 from rollouts.models import Release
 from rollouts.services import releases
 from saferoll.core.api.fields import NamedObjectField
 from saferoll.core.api.permissions import ActionPermission
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 
 
 class ReleaseArtifactPermission(permissions.BasePermission):
@@ -44,9 +51,15 @@ class ReleaseSerializer(serializers.ModelSerializer):
 
     # Empty when the artifact is uploaded instead (the schema cannot call "" a URL).
     artifact_url = serializers.CharField(read_only=True)
-    compatible_variants = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    previous_release = serializers.SlugRelatedField(slug_field="version", read_only=True, allow_null=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    compatible_variants: serializers.SlugRelatedField[HardwareVariant] = serializers.SlugRelatedField(
+        slug_field="name", many=True, read_only=True
+    )
+    previous_release: serializers.SlugRelatedField[Release] = serializers.SlugRelatedField(
+        slug_field="version", read_only=True, allow_null=True
+    )
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     has_artifact = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
 
@@ -81,7 +94,7 @@ class ReleaseSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-_PREVIOUS_RELEASE_ERRORS = {
+_PREVIOUS_RELEASE_ERRORS: "dict[str, str | StrPromise]" = {
     "does_not_exist": "There is no release {value} to roll back to.",
     "invalid": "Give the previous release as its version string.",
 }

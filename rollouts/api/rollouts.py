@@ -48,6 +48,7 @@ def keyed_pagination(key: str) -> type[StandardPagination]:
 
     class KeyedPagination(StandardPagination):
         def get_paginated_response(self, data):
+            assert self.page is not None  # paginate_queryset has set it
             return Response(
                 {
                     key: data,
@@ -173,9 +174,13 @@ class RolloutDetailSerializer(RolloutListSerializer):
         return {"by_state": summary["by_state"], "by_ring": summary["by_ring"]}
 
 
+# Where a rollout instance keeps its summary: blast_radius and deployments share one query.
+_SUMMARY_ATTRIBUTE = "_deployment_summary"
+
+
 def _deployment_summary(rollout: Rollout) -> dict[str, Any]:
     """Deployment counts by state and by ring, and the blast radius, from one grouped query."""
-    cached = getattr(rollout, "_deployment_summary", None)
+    cached = getattr(rollout, _SUMMARY_ATTRIBUTE, None)
     if cached is not None:
         return cached
     rows = (
@@ -204,7 +209,7 @@ def _deployment_summary(rollout: Rollout) -> dict[str, Any]:
             "spared": max(fleet - exposed, 0),
         },
     }
-    rollout._deployment_summary = summary
+    setattr(rollout, _SUMMARY_ATTRIBUTE, summary)
     return summary
 
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from rollouts.choices import IncidentSeverity, IncidentStatus
 from rollouts.models import Incident, Release
-from saferoll.core.audit import Actor, audit_record, diff_fields
+from saferoll.core.audit import Actor, actor_user, audit_record, diff_fields
 from saferoll.core.errors import ServiceRefused, bad_input
 
 # Audit actions of this module (the object type says they acted on an incident).
@@ -55,7 +55,7 @@ def incident_open(
         title=title,
         description=description or "",
         release=release,
-        opened_by=actor if getattr(actor, "is_authenticated", False) else None,
+        opened_by=actor_user(actor),
     )
     audit_record(
         actor=actor, action=ACTION_OPEN, obj=incident, changes=diff_fields({}, incident_state(incident))
@@ -94,7 +94,7 @@ def incident_resolve(*, incident: Incident, actor: Actor, reason: str = "") -> I
     before = incident_state(incident)
     incident.status = IncidentStatus.RESOLVED
     incident.resolved_at = timezone.now()
-    incident.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
+    incident.resolved_by = actor_user(actor)
     incident.save(update_fields=["status", "resolved_at", "resolved_by"])
     audit_record(
         actor=actor,

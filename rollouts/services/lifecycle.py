@@ -12,7 +12,7 @@ AUTO_PROMOTE, AUTO_PAUSE and AUTO_ROLLBACK (`automatic=` says so explicitly).
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import transaction
 from django.utils import timezone
@@ -30,7 +30,7 @@ from rollouts.gates import Action, Decision, GateConfig, evaluate
 from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
 from rollouts.selectors import rollout_ring_health, rollout_signals
 from rollouts.services.plans import default_plan, plan_clean_gate_config, plan_clean_stages
-from saferoll.core.audit import Actor, actor_label, audit_record
+from saferoll.core.audit import Actor, actor_label, actor_user, audit_record
 from saferoll.core.errors import ServiceRefused, bad_input
 from saferoll.core.models import FleetState
 
@@ -203,7 +203,7 @@ def rollout_create(*, release: Release, plan: RolloutPlan | None = None, actor: 
             gate_config=gate_config,
             activation_window_start=plan.activation_window_start,
             activation_window_end=plan.activation_window_end,
-            created_by=_person(actor),
+            created_by=actor_user(actor),
         )
         audit_record(
             actor=actor,
@@ -447,6 +447,20 @@ def rollout_rollback(
     return rollout
 
 
+class Transition(Protocol):
+    def __call__(self, *, rollout: Rollout, actor: Actor, reason: str) -> Rollout: ...
+
+
+# The transitions people ask for by name: the portal's buttons and the admin's actions.
+TRANSITIONS: dict[str, Transition] = {
+    START: rollout_start,
+    PROMOTE: rollout_promote,
+    PAUSE: rollout_pause,
+    RESUME: rollout_resume,
+    ROLLBACK: rollout_rollback,
+}
+
+
 @contextmanager
 def _transition(
     rollout: Rollout,
@@ -630,7 +644,7 @@ def _source(automatic: bool) -> str:
 
 
 def _person(actor: Actor):
-    return actor if getattr(actor, "is_authenticated", False) else None
+    return actor_user(actor)
 
 
 def _sync(rollout: Rollout, locked: Rollout) -> Rollout:

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 
 from devices.models import HardwareVariant
 from rollouts.models import Release
-from saferoll.core.audit import Actor, audit_record, diff_fields
+from saferoll.core.audit import Actor, actor_user, audit_record, diff_fields
 from saferoll.core.errors import bad_input
 
 # Audit actions of this module (the object type says they acted on a release).
@@ -144,7 +144,7 @@ def release_create(
         notes=notes or "",
         is_stable=is_stable,
         previous_release=previous_release,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        created_by=actor_user(actor),
     )
     if artifact is not None:
         _attach_artifact(release, artifact)

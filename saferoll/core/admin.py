@@ -16,16 +16,15 @@ from django.utils.html import format_html
 
 from saferoll.core.audit import audit_record, diff_fields
 from saferoll.core.errors import ServiceRefused
-from saferoll.core.forms import AdminSignInForm, locked_out_login
+from saferoll.core.forms import AdminSignInForm
 from saferoll.core.models import Alert, AuditEvent, FleetState
 
 admin.site.site_header = "SafeRoll administration"
 admin.site.site_title = "SafeRoll admin"
 admin.site.index_title = "Release managers' workbench"
 # The admin's sign-in is limited like the portal's (saferoll.core.ratelimits): the form refuses a
-# locked-out attempt unchecked, and the view answers it 429.
+# locked-out attempt unchecked, and the view (saferoll.urls routes it) answers it 429.
 admin.site.login_form = AdminSignInForm
-admin.site.login = locked_out_login(admin.site.login)
 
 # Admin saves are audited with these actions; the object type says what was saved.
 ACTION_CREATE = "CREATE"
@@ -71,7 +70,8 @@ def model_state(obj: models.Model, *, exclude: tuple[str, ...] = ()) -> dict[str
         state[field.name] = _jsonable(field.value_from_object(obj))
     if obj.pk is not None:
         for field in obj._meta.many_to_many:
-            if field.name in exclude or not field.remote_field.through._meta.auto_created:
+            through = field.remote_field.through
+            if field.name in exclude or through is None or not through._meta.auto_created:
                 continue
             state[field.name] = sorted(str(related) for related in getattr(obj, field.name).all())
     return state
@@ -96,7 +96,7 @@ def refusal_text(exc: Exception) -> str:
     return getattr(exc, "message", None) or str(exc)
 
 
-class ServiceAdminMixin:
+class ServiceAdminMixin(admin.ModelAdmin):
     """For admins whose saves call a service: a refusal the form could not foresee (a race, a
     rule that needs the database) rolls the whole save back and is shown as an error message
     instead of a server error. Forms still validate what they can, so this stays rare."""
@@ -177,6 +177,24 @@ def pretty_json(value: Any) -> str:
     return format_html("<pre style='margin:0'>{}</pre>", json.dumps(value, indent=2, sort_keys=True))
 
 
+# Every field of an audit event, shown and none editable.
+AUDIT_EVENT_FIELDS = (
+    "created_at",
+    "actor_name",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "rollout",
+    "from_ring",
+    "to_ring",
+    "reason",
+    "changes_display",
+    "evaluation_display",
+)
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only audit log: nobody, not even a superuser, adds, changes or deletes an event."""
@@ -196,22 +214,8 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["rollout"]
     show_full_result_count = False
-    fields = [
-        "created_at",
-        "actor_name",
-        "actor",
-        "action",
-        "object_type",
-        "object_id",
-        "object_repr",
-        "rollout",
-        "from_ring",
-        "to_ring",
-        "reason",
-        "changes_display",
-        "evaluation_display",
-    ]
-    readonly_fields = fields
+    fields = AUDIT_EVENT_FIELDS
+    readonly_fields = AUDIT_EVENT_FIELDS
 
     @admin.display(description="rings")
     def transition(self, event: AuditEvent) -> str:

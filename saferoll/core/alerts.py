@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.utils import timezone
 
-from saferoll.core.audit import actor_label
+from saferoll.core.audit import Actor, actor_label
 from saferoll.core.models import Alert, AlertLevel
 from saferoll.core.signals import alert_raised
 
@@ -18,7 +18,7 @@ def alert_raise(
     return alert
 
 
-def alert_acknowledge(*, alert: Alert, actor) -> Alert:
+def alert_acknowledge(*, alert: Alert, actor: Actor) -> Alert:
     with transaction.atomic():
         # Conditional update: acknowledging twice keeps the first person and time.
         Alert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True).update(

@@ -2,13 +2,15 @@
 
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import models
 
 from saferoll.core.models import AuditEvent
 from saferoll.core.signals import audit_recorded
 
 # Who did something: a person, or None for SafeRoll itself, or a device's label ("device:tv-0001").
-Actor = Any
+Actor = User | str | None
 
 
 def actor_label(actor: Actor) -> str:
@@ -17,6 +19,11 @@ def actor_label(actor: Actor) -> str:
     if isinstance(actor, str):
         return actor
     return actor.get_username()
+
+
+def actor_user(actor: Actor) -> User | None:
+    """The person behind an actor, for a user link; None for SafeRoll itself and for devices."""
+    return actor if isinstance(actor, AbstractBaseUser) else None
 
 
 def audit_record(
@@ -32,12 +39,11 @@ def audit_record(
     to_ring: str | None = None,
 ) -> AuditEvent:
     """Append one audit event. Call it inside the transaction that makes the change it records."""
-    user = actor if getattr(actor, "is_authenticated", False) else None
     event = AuditEvent.objects.create(
-        actor=user,
+        actor=actor_user(actor),
         actor_name=actor_label(actor),
         action=action,
-        object_type=obj._meta.model_name,
+        object_type=obj._meta.model_name or "",
         object_id=str(obj.pk),
         object_repr=str(obj)[:200],
         rollout=rollout,

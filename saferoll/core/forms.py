@@ -14,9 +14,10 @@ LOCKED_OUT = "sign_in_locked"
 INVALID_LOGIN = "invalid_login"
 
 
-class SignInLimitMixin:
+class SignInLimitMixin(AuthenticationForm):
     """While the client or the username has failed too often, a sign-in is refused before its
-    password is checked; each wrong username or password counts one failure."""
+    password is checked; each wrong username or password counts one failure. For the portal's
+    AuthenticationForm and the admin's AdminAuthenticationForm (a subclass of it)."""
 
     retry_after = 0
 

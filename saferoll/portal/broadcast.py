@@ -212,7 +212,8 @@ def _on_commit(build: Callable[[], list[dict]], *, what: str, key: tuple | None 
     its message after the commit, so it carries the latest state. Django drops the callbacks of a
     transaction (or savepoint) that rolls back, so nothing is suppressed for a change that never happened."""
     pending = connection.run_on_commit if connection.in_atomic_block else []
-    if key is not None and any(getattr(func, "broadcast_key", None) == key for _, func, _ in pending):
+    # Each callback is (savepoint ids, function, robust); the stubs know only the first two.
+    if key is not None and any(getattr(entry[1], "broadcast_key", None) == key for entry in pending):
         return
 
     def send() -> None:

@@ -8,6 +8,7 @@ vanishing from its graph.
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
@@ -174,7 +175,10 @@ def _counted(queryset: QuerySet, *fields: str) -> dict[tuple, int]:
     return {tuple(row[:-1]): row[-1] for row in rows}
 
 
-def _filled(family: Metric, counts: dict[tuple, int], known: Iterable[tuple]) -> Metric:
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
+
+
+def _filled(family: _Family, counts: dict[tuple, int], known: Iterable[tuple]) -> _Family:
     """Every known label value (0 when nothing has it), then any other the database holds."""
     known = list(known)
     for labels in known + sorted(set(counts) - set(known), key=str):

@@ -32,7 +32,7 @@ from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
-from saferoll.portal.views import back, paginate, reader_required, refusal_message
+from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, reader_required, refusal_message
 from telemetry.health import RingHealth
 from telemetry.selectors import ring_series
 
@@ -102,7 +102,7 @@ def _emergency_refusal(action: str) -> str | None:
 
 
 # The buttons offered in each status; the rest make no sense there (a finished rollout has none).
-OFFERED_ACTIONS = {
+OFFERED_ACTIONS: dict[str, tuple[str, ...]] = {
     RolloutStatus.CREATED: ("start", "rollback"),
     RolloutStatus.ACTIVE: ("promote", "pause", "rollback"),
     RolloutStatus.PAUSED: ("resume", "promote", "rollback"),
@@ -306,7 +306,7 @@ def _metric_cards(health: RingHealth | None, config: GateConfig) -> list[dict[st
             ">=",
             rate=True,
             critical=config.reporting_rate_critical,
-            judged=bool(expected) and expected >= config.min_sample,
+            judged=bool(expected and expected >= config.min_sample),
             detail=f"{reporting} of {expected} expected devices reported"
             if expected
             else "No device has been running the release long enough to be expected to report.",
@@ -460,13 +460,7 @@ def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
 
 # --- actions -----------------------------------------------------------------------------------
 
-_SERVICES = {
-    "start": lifecycle.rollout_start,
-    "promote": lifecycle.rollout_promote,
-    "pause": lifecycle.rollout_pause,
-    "resume": lifecycle.rollout_resume,
-    "rollback": lifecycle.rollout_rollback,
-}
+
 _DONE = {
     "start": "Rollout started in {ring}.",
     "promote": "Promoted: now in {ring}.",
@@ -478,9 +472,9 @@ _DONE = {
 
 @require_http_methods(["GET", "POST"])
 @reader_required
-def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpResponse:
+def rollout_action(request: AuthenticatedHttpRequest, rollout_id: str, action: str) -> HttpResponse:
     """GET: a confirmation page (the no-script fallback of the dialog). POST: do it."""
-    if action not in _SERVICES:
+    if action not in lifecycle.TRANSITIONS:
         raise Http404("No such rollout action.")
     if not can_act(request.user, action):
         raise PermissionDenied(
@@ -511,7 +505,7 @@ def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpRe
         rollout.status = form.cleaned_data["expected_status"]
         rollout.current_ring = form.cleaned_data["expected_ring"] or None
     try:
-        _SERVICES[action](rollout=rollout, actor=request.user, reason=form.cleaned_data["reason"])
+        lifecycle.TRANSITIONS[action](rollout=rollout, actor=request.user, reason=form.cleaned_data["reason"])
     except ServiceRefused as refused:
         messages.error(request, refusal_message(refused))
     else:
@@ -525,7 +519,7 @@ def rollout_action(request: HttpRequest, rollout_id: str, action: str) -> HttpRe
 
 @require_http_methods(["GET", "POST"])
 @reader_required
-def rollout_new(request: HttpRequest) -> HttpResponse:
+def rollout_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not can_act(request.user, "create"):
         raise PermissionDenied("Your role does not allow you to create rollouts.")
     form = RolloutCreateForm(request.POST or None)
@@ -601,7 +595,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def incident_open(request: HttpRequest) -> HttpResponse:
+def incident_open(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not request.user.has_perm("rollouts.add_incident"):
         raise PermissionDenied("Your role does not allow you to open incidents.")
     form = IncidentOpenForm(request.POST)
@@ -621,7 +615,7 @@ def incident_open(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def incident_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+def incident_resolve(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     if not request.user.has_perm("rollouts.change_incident"):
         raise PermissionDenied("Your role does not allow you to resolve incidents.")
     incident = get_object_or_404(Incident, pk=pk)

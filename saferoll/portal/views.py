@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, OuterRef, Subquery
@@ -42,6 +43,12 @@ PAGE_SIZE = 50
 # Finished rollouts shown on the dashboard (the audit log and the API hold the rest).
 DASHBOARD_HISTORY = 12
 EMERGENCY_PERMISSION = "saferoll.emergency_stop"
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a view behind reader_required: login_required lets only a signed-in user through."""
+
+    user: User
 
 
 def reader_required(view: Callable) -> Callable:
@@ -117,21 +124,30 @@ def fleet_summary() -> dict:
     """Devices by version, by status and by ring, for the dashboard's fleet panel."""
     total = Device.objects.count()
     by_status = dict(Device.objects.order_by().values_list("status").annotate(n=Count("id")))
+
+    def share(count: int) -> int:
+        return round(100 * count / total) if total else 0
+
     statuses = [
-        {"value": value, "label": label, "count": by_status.get(value, 0)}
+        {
+            "value": value,
+            "label": label,
+            "count": by_status.get(value, 0),
+            "share": share(by_status.get(value, 0)),
+        }
         for value, label in DeviceStatus.choices
     ]
-    by_version = list(
-        Device.objects.order_by()
+    by_version = [
+        {**row, "share": share(row["count"])}
+        for row in Device.objects.order_by()
         .values("app_version")
         .annotate(count=Count("id"))
         .order_by("-count", "app_version")
-    )
+    ]
     by_ring = dict(Device.objects.order_by().values_list("ring").annotate(n=Count("id")))
-    rings = [{"ring": ring, "count": by_ring.pop(ring, 0)} for ring in settings.SAFEROLL_RING_SHARES]
-    rings += [{"ring": ring, "count": count} for ring, count in sorted(by_ring.items())]
-    for row in [*statuses, *by_version, *rings]:
-        row["share"] = round(100 * row["count"] / total) if total else 0
+    ring_counts = [(ring, by_ring.pop(ring, 0)) for ring in settings.SAFEROLL_RING_SHARES]
+    ring_counts += sorted(by_ring.items())
+    rings = [{"ring": ring, "count": count, "share": share(count)} for ring, count in ring_counts]
     return {"total": total, "statuses": statuses, "versions": by_version, "rings": rings}
 
 
@@ -211,7 +227,7 @@ def chrome_fragment(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def emergency_stop(request: HttpRequest) -> HttpResponse:
+def emergency_stop(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not request.user.has_perm(EMERGENCY_PERMISSION):
         raise PermissionDenied("Your role does not allow you to use the emergency stop.")
     operation = request.POST.get("operation")
@@ -264,7 +280,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @reader_required
-def alert_ack(request: HttpRequest, pk: int) -> HttpResponse:
+def alert_ack(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     # Acknowledging is the on-call's job: whoever may pause a rollout (operators and up).
     if not can_act(request.user, "pause"):
         raise PermissionDenied("Your role does not allow you to acknowledge alerts.")

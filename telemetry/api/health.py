@@ -280,7 +280,8 @@ class RingSeriesView(APIView):
 def _require_ring(ring: str) -> None:
     # A name no ring can have (too long for the column, or with a NUL, which PostgreSQL refuses
     # in any text) is answered without asking the database.
-    if len(ring) > RING_MAX_LENGTH or "\x00" in ring or not selectors.known_ring(ring):
+    too_long = RING_MAX_LENGTH is not None and len(ring) > RING_MAX_LENGTH
+    if too_long or "\x00" in ring or not selectors.known_ring(ring):
         raise exceptions.NotFound(f"There is no ring named '{ring}'.")
 
 

@@ -131,7 +131,11 @@ class HealthStatusSerializer(serializers.Serializer):
 class RejectedCheckSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="Position of the check in the batch, from 0.")
     device_id = serializers.CharField(allow_null=True)
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    # DRF's serializer metaclass takes declared fields out of the class, so a field named like a
+    # Serializer attribute (errors here, fields below) does not replace it; the stubs cannot say so.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.ListField(child=serializers.CharField()),
+    )
 
 
 class HealthBatchResultSerializer(serializers.Serializer):

@@ -3,6 +3,7 @@
 There is no write method at all: events are appended by saferoll.core.audit and by nothing else."""
 
 import django_filters
+from django.db.models import Model
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.routers import SimpleRouter
@@ -35,7 +36,10 @@ class AuditEventFilter(django_filters.FilterSet):
 
 class AuditEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(source="actor_name", read_only=True)
-    rollout = serializers.SlugRelatedField(slug_field="rollout_id", read_only=True)
+    # A Rollout (rollouts.models), which this layer does not import.
+    rollout: serializers.SlugRelatedField[Model] = serializers.SlugRelatedField(
+        slug_field="rollout_id", read_only=True
+    )
 
     class Meta:
         model = AuditEvent

@@ -53,7 +53,7 @@ def _error_body(exc, data) -> dict:
     if isinstance(exc, exceptions.ParseError):
         return {"error": f"Malformed request body: {exc.detail}"}
     if isinstance(exc, exceptions.Throttled):
-        return _throttled_body(exc.wait)
+        return _throttled_body(exc.wait)  # type: ignore[attr-defined]  # set in __init__; not in the stubs
     if isinstance(data, dict) and "detail" in data:
         return {"error": str(data["detail"])}
     return {"error": str(data)}

@@ -19,7 +19,8 @@ class ErrorSerializer(serializers.Serializer):
 
     error = serializers.CharField(help_text="A sentence saying what went wrong.")
     # A field's messages are a list of sentences; a list's or an object's, nested by index or key.
-    fields = serializers.DictField(
+    # A declared field, not Serializer.fields: DRF's metaclass takes it off the class.
+    fields = serializers.DictField(  # type: ignore[assignment]
         required=False, help_text="Field-by-field messages, when the input was invalid."
     )
 

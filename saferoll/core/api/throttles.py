@@ -28,6 +28,12 @@ THROTTLED_RESPONSE = OpenApiResponse(
 class RateThrottle(SimpleRateThrottle):
     """DRF's throttle with SafeRoll's rates, read per request so that they follow the settings."""
 
+    # Every SafeRoll throttle names its scope.
+    scope: str
+    # Set by SimpleRateThrottle.__init__ from the rate; the stubs leave them out.
+    num_requests: int | None
+    duration: int | None
+
     def get_rate(self) -> str:
         return settings.SAFEROLL_THROTTLE_RATES[self.scope]
 
@@ -50,7 +56,7 @@ class RateThrottle(SimpleRateThrottle):
     def wait(self) -> float:
         # Retry-After is whole seconds and DRF leaves it out when the wait rounds to 0; a rate
         # lowered below a client's recorded requests gives no estimate: a whole period then.
-        return max(super().wait() or self.duration, 1)
+        return max(super().wait() or self.duration or 0, 1)
 
 
 class CallerThrottle(RateThrottle):

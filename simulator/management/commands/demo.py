@@ -371,9 +371,7 @@ class Command(BaseCommand):
         else:
             write("  The autopilot runs as `celery -A saferoll worker -B` (REDIS_URL is set).")
         write_logins(
-            # write_logins only calls write(); its TextIO annotation (saferoll's seed_demo) does not
-            # admit Django's OutputWrapper, a TextIOBase, which every management command writes to.
-            self.stdout,  # type: ignore[arg-type]
+            self.stdout,
             logins,
             gateway,
             heading="Logins, with new passwords (any printed before no longer work):",

@@ -56,7 +56,7 @@ def user_ensure_role(
     # Locked so that two runs for the same name do not both create or both reassign.
     user = User.objects.select_for_update().filter(username=username).first()
     created = user is None
-    if created:
+    if user is None:
         user = User(username=username)
     before = {"is_staff": user.is_staff, "role": _role_of(user) if not created else None}
 

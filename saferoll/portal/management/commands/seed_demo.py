@@ -13,7 +13,7 @@ same logins.
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Protocol
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -70,6 +70,12 @@ GATEWAY_USERNAME = "fleet-gateway"
 ACTION_SET_PERMISSIONS = "SET_PERMISSIONS"
 
 
+class TextOutput(Protocol):
+    """Where write_logins writes: a text stream, or a management command's stdout (OutputWrapper)."""
+
+    def write(self, text: str, /) -> object: ...
+
+
 @dataclass(frozen=True)
 class Login:
     username: str
@@ -88,7 +94,7 @@ class ServiceAccount:
 
 def demo_artifact(version: str, size: int = ARTIFACT_BYTES) -> bytes:
     """Deterministic bytes for a version's artifact: the same version always hashes the same."""
-    blocks = []
+    blocks: list[bytes] = []
     counter = 0
     while sum(len(block) for block in blocks) < size:
         blocks.append(hashlib.sha256(f"saferoll-demo:{version}:{counter}".encode()).digest())
@@ -126,7 +132,7 @@ def gateway_account_ensure(*, actor: str, username: str = GATEWAY_USERNAME) -> S
     # Locked so that two seeds at once neither both create it nor interleave their changes.
     user = User.objects.select_for_update().filter(username=username).first()
     created = user is None
-    if created:
+    if user is None:
         user = User(username=username)
     before = {} if created else _account_state(user)
 
@@ -168,7 +174,7 @@ def _account_state(user) -> dict:
 
 
 def write_logins(
-    out: TextIO,
+    out: TextOutput,
     logins: list[Login],
     gateway: ServiceAccount,
     heading: str = "Logins (passwords are shown only when they are set):",
