@@ -1,13 +1,14 @@
-"""Reads of rollouts: what the gates judge (the current ring's devices that run the release), and
-devices shown with their deployments."""
+"""Reads of rollouts: what the gates judge (the current ring's devices that run the release), the
+blast radius, and devices shown with their deployments."""
 
 import datetime as dt
+from dataclasses import dataclass
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from devices.models import Device
-from rollouts.choices import DeploymentState, IncidentSeverity, IncidentStatus
+from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, IncidentStatus
 from rollouts.gates import GateConfig, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from telemetry.health import RingHealth
@@ -53,6 +54,67 @@ def rollout_signals(rollout: Rollout, ring: str) -> Signals:
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
     return Signals(deployment_failure_rate=failure_rate, open_sev1_incidents=tuple(sev1))
+
+
+# --- the blast radius ---
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """A rollout's deployments by state and by ring (targeted and exposed devices), and the fleet's
+    size: what the API's detail, the portal's blast radius card and the live updates show."""
+
+    by_state: dict[str, int]
+    by_ring: dict[str, dict[str, int]]
+    fleet: int
+
+    @property
+    def exposed(self) -> int:
+        return sum(self.by_state[state] for state in EXPOSED_STATES)
+
+    @property
+    def targeted(self) -> int:
+        return sum(self.by_state.values())
+
+    @property
+    def spared(self) -> int:
+        return max(self.fleet - self.exposed, 0)
+
+    @property
+    def exposed_share(self) -> float:
+        return round(100 * self.exposed / self.fleet, 1) if self.fleet else 0
+
+    @property
+    def spared_share(self) -> float:
+        return round(100 * self.spared / self.fleet, 1) if self.fleet else 0
+
+    def blast_radius(self) -> dict[str, int]:
+        return {
+            "exposed": self.exposed,
+            "targeted": self.targeted,
+            "fleet": self.fleet,
+            "spared": self.spared,
+        }
+
+
+def rollout_deployment_summary(rollout: Rollout) -> DeploymentSummary:
+    """One grouped query over the rollout's deployments, and the fleet count. Every ring of the
+    rollout is listed, with zeros until it is deployed."""
+    rows = (
+        DeviceDeployment.objects.filter(rollout=rollout)
+        .order_by()
+        .values_list("ring", "state")
+        .annotate(count=Count("id"))
+    )
+    by_state = dict.fromkeys(DeploymentState.values, 0)
+    by_ring = {ring: {"targeted": 0, "exposed": 0} for ring in rollout.ring_names}
+    for ring, state, count in rows:
+        by_state[state] += count
+        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
+        ring_counts["targeted"] += count
+        if state in EXPOSED_STATES:
+            ring_counts["exposed"] += count
+    return DeploymentSummary(by_state=by_state, by_ring=by_ring, fleet=Device.objects.count())
 
 
 # --- devices with their deployments (the people's device list and detail) ---

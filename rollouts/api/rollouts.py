@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -24,13 +24,13 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from devices.models import Device
 from rollouts import services
-from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, DeploymentState
+from rollouts.choices import TERMINAL_STATUSES
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
+from rollouts.selectors import DeploymentSummary, rollout_deployment_summary
 from saferoll.core.api.errors import Conflict
 from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.core.api.pagination import StandardPagination
@@ -172,7 +172,7 @@ class RolloutDetailSerializer(RolloutListSerializer):
 
     @extend_schema_field(BlastRadiusSerializer)
     def get_blast_radius(self, rollout: Rollout) -> dict[str, int]:
-        return _deployment_summary(rollout)["blast_radius"]
+        return _deployment_summary(rollout).blast_radius()
 
     @extend_schema_field(
         {
@@ -188,42 +188,15 @@ class RolloutDetailSerializer(RolloutListSerializer):
     )
     def get_deployments(self, rollout: Rollout) -> dict[str, Any]:
         summary = _deployment_summary(rollout)
-        return {"by_state": summary["by_state"], "by_ring": summary["by_ring"]}
+        return {"by_state": summary.by_state, "by_ring": summary.by_ring}
 
 
-def _deployment_summary(rollout: Rollout) -> dict[str, Any]:
-    """Deployment counts by state and by ring, and the blast radius, from one grouped query."""
+def _deployment_summary(rollout: Rollout) -> DeploymentSummary:
+    """The selector's summary, kept on the instance: the detail shows it in two fields."""
     cached = getattr(rollout, "_deployment_summary", None)
-    if cached is not None:
-        return cached
-    rows = (
-        DeviceDeployment.objects.filter(rollout=rollout)
-        .order_by()
-        .values_list("ring", "state")
-        .annotate(count=Count("id"))
-    )
-    by_state = dict.fromkeys(DeploymentState.values, 0)
-    by_ring: dict[str, dict[str, int]] = {ring: {"targeted": 0, "exposed": 0} for ring in rollout.ring_names}
-    for ring, state, count in rows:
-        by_state[state] += count
-        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
-        ring_counts["targeted"] += count
-        if state in EXPOSED_STATES:
-            ring_counts["exposed"] += count
-    exposed = sum(by_state[state] for state in EXPOSED_STATES)
-    fleet = Device.objects.count()
-    summary = {
-        "by_state": by_state,
-        "by_ring": by_ring,
-        "blast_radius": {
-            "exposed": exposed,
-            "targeted": sum(by_state.values()),
-            "fleet": fleet,
-            "spared": max(fleet - exposed, 0),
-        },
-    }
-    rollout._deployment_summary = summary
-    return summary
+    if cached is None:
+        cached = rollout._deployment_summary = rollout_deployment_summary(rollout)
+    return cached
 
 
 class RolloutCreateSerializer(serializers.Serializer):

@@ -20,14 +20,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from devices.models import Device
 from rollouts import services, services_catalog
-from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, IncidentStatus, RolloutStatus
+from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
 from rollouts.emergency import EmergencyStopActive, emergency_stop_check
 from rollouts.gates import Action, Decision, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act
-from rollouts.selectors import rollout_ring_health
+from rollouts.selectors import rollout_deployment_summary, rollout_ring_health
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
@@ -346,40 +345,11 @@ def _ring_steps(rollout: Rollout, by_ring: dict[str, dict[str, int]]) -> list[di
     ]
 
 
-def _blast_radius(rollout: Rollout) -> dict[str, Any]:
-    """Devices exposed to the release (received it), devices spared, of the whole fleet."""
-    rows = (
-        DeviceDeployment.objects.filter(rollout=rollout)
-        .order_by()
-        .values_list("ring", "state")
-        .annotate(n=Count("id"))
-    )
-    by_ring: dict[str, dict[str, int]] = {}
-    for ring, state, count in rows:
-        entry = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
-        entry["targeted"] += count
-        if state in EXPOSED_STATES:
-            entry["exposed"] += count
-    exposed = sum(entry["exposed"] for entry in by_ring.values())
-    targeted = sum(entry["targeted"] for entry in by_ring.values())
-    fleet = Device.objects.count()
-    spared = max(fleet - exposed, 0)
-    return {
-        "by_ring": by_ring,
-        "exposed": exposed,
-        "targeted": targeted,
-        "fleet": fleet,
-        "spared": spared,
-        "exposed_share": round(100 * exposed / fleet, 1) if fleet else 0,
-        "spared_share": round(100 * spared / fleet, 1) if fleet else 0,
-    }
-
-
 def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     config = GateConfig.from_dict(rollout.gate_config)
     health = rollout_ring_health(rollout, rollout.current_ring) if rollout.current_ring else None
     decision = _decision(rollout)
-    blast = _blast_radius(rollout)
+    blast = rollout_deployment_summary(rollout)
     events = rollout.events.order_by("-created_at", "-id")
     last_autopilot = (
         Evaluation.objects.filter(rollout=rollout, source="autopilot").order_by("-created_at", "-id").first()
@@ -391,7 +361,7 @@ def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "decision": decision,
         "cards": _metric_cards(health, config),
         "gates": _gates(decision, config),
-        "steps": _ring_steps(rollout, blast["by_ring"]),
+        "steps": _ring_steps(rollout, blast.by_ring),
         "blast": blast,
         "events": events,
         "buttons": _action_buttons(rollout, request.user, decision),
