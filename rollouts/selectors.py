@@ -13,7 +13,7 @@ from rollouts.gates import GateConfig, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from telemetry.health import RingHealth
 from telemetry.models import HealthCheck
-from telemetry.selectors import summarize, window_start
+from telemetry.selectors import SeriesPoint, ring_series, summarize, window_start
 
 
 def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
@@ -54,6 +54,19 @@ def rollout_signals(rollout: Rollout, ring: str) -> Signals:
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
     return Signals(deployment_failure_rate=failure_rate, open_sev1_incidents=tuple(sev1))
+
+
+def rollout_health_series(
+    rollout: Rollout, *, ring: str | None, minutes: int, now: dt.datetime | None = None
+) -> list[SeriesPoint]:
+    """Per-minute health of the devices the rollout deployed in `ring` (every ring when None),
+    from their checks of its version: the chart shows what the gates judge."""
+    deployments = DeviceDeployment.objects.filter(rollout=rollout)
+    if ring is not None:
+        deployments = deployments.filter(ring=ring)
+    return ring_series(
+        device_ids=deployments.values("device_id"), version=rollout.release.version, minutes=minutes, now=now
+    )
 
 
 # --- the blast radius ---

@@ -28,15 +28,14 @@ from rollouts import services
 from rollouts.choices import TERMINAL_STATUSES
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
-from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
+from rollouts.models import Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
-from rollouts.selectors import DeploymentSummary, rollout_deployment_summary
+from rollouts.selectors import DeploymentSummary, rollout_deployment_summary, rollout_health_series
 from saferoll.core.api.errors import Conflict
 from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.core.api.pagination import StandardPagination
 from saferoll.core.models import AuditEvent
 from telemetry.api.serializers import SeriesPointSerializer
-from telemetry.selectors import ring_series
 
 # The `ring` of the series endpoint that charts every ring of the rollout together.
 ALL_RINGS = "all"
@@ -393,14 +392,9 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         ring = query.validated_data.get("ring") or rollout.current_ring
         if ring not in (None, ALL_RINGS, *rollout.ring_names):
             raise NotFound(f"Rollout {rollout.rollout_id} has no ring named {ring}.")
-        deployments = DeviceDeployment.objects.filter(rollout=rollout)
-        if ring != ALL_RINGS:
-            deployments = deployments.filter(ring=ring)
         minutes = query.validated_data["minutes"]
-        # Only the rollout's own devices reporting its version: the chart shows what the gates judge.
-        points = ring_series(
-            device_ids=deployments.values("device_id"), version=rollout.release.version, minutes=minutes
-        )
+        # `ring` is None only before the start, when the rollout has no deployments to chart.
+        points = rollout_health_series(rollout, ring=None if ring == ALL_RINGS else ring, minutes=minutes)
         config = GateConfig.from_dict(rollout.gate_config)
         body = {
             "rollout_id": rollout.rollout_id,
