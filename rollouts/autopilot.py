@@ -6,7 +6,6 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Case, FloatField, Q, Value, When
 from django.utils import timezone
 
 from devices.choices import DeviceStatus
@@ -26,8 +25,7 @@ from rollouts.signals import autopilot_round_began, evaluation_stored
 from saferoll.core.alerts import alert_raise
 from saferoll.core.audit import audit_record
 from saferoll.core.models import AlertLevel, FleetState
-from telemetry.models import HealthCheck
-from telemetry.selectors import window_start
+from telemetry.selectors import critically_unhealthy_devices
 
 logger = logging.getLogger(__name__)
 
@@ -206,23 +204,14 @@ def fleet_check_health(*, now: dt.datetime | None = None) -> bool:
     Returns whether this call raised it."""
     now = now or timezone.now()
     config = GateConfig()
-    per_device = (
-        HealthCheck.objects.filter(received_at__gte=window_start(config.window_minutes, now))
-        .values("device_id")
-        .annotate(
-            crash_free=Avg("crash_free"),
-            # 1.0 per successful boot: PostgreSQL has no boolean → float cast.
-            boot=Avg(
-                Case(When(boot_ok=True, then=Value(1.0)), default=Value(0.0), output_field=FloatField())
-            ),
-        )
+    reporting, unhealthy = critically_unhealthy_devices(
+        window_minutes=config.window_minutes,
+        crash_free_below=config.crash_free_critical,
+        boot_success_below=config.boot_success_critical,
+        now=now,
     )
-    reporting = per_device.count()
     if reporting < settings.SAFEROLL_FLEET_MIN_DEVICES:
         return False
-    unhealthy = per_device.filter(
-        Q(crash_free__lt=config.crash_free_critical) | Q(boot__lt=config.boot_success_critical)
-    ).count()
     share = unhealthy / reporting
     if share <= settings.SAFEROLL_FLEET_UNHEALTHY_SHARE:
         return False

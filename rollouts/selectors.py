@@ -4,7 +4,7 @@ blast radius, and devices shown with their deployments."""
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from devices.models import Device
@@ -12,8 +12,7 @@ from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, 
 from rollouts.gates import GateConfig, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from telemetry.health import RingHealth
-from telemetry.models import HealthCheck
-from telemetry.selectors import SeriesPoint, ring_series, summarize, window_start
+from telemetry.selectors import SeriesPoint, health_since_targeted, ring_series
 
 
 def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
@@ -28,19 +27,18 @@ def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None 
     now = now or timezone.now()
     config = GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
-    targeted_before_check = deployments.filter(
-        device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
-    )
-    checks = HealthCheck.objects.filter(
-        Exists(targeted_before_check),
-        version=rollout.release.version,
-        received_at__gte=window_start(config.window_minutes, now),
-    )
     expected = deployments.filter(
         state=DeploymentState.ACTIVATED,
         activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
     ).count()
-    return summarize(checks, ring=ring, window_minutes=config.window_minutes, expected_devices=expected)
+    return health_since_targeted(
+        deployments,
+        ring=ring,
+        version=rollout.release.version,
+        window_minutes=config.window_minutes,
+        expected_devices=expected,
+        now=now,
+    )
 
 
 def rollout_signals(rollout: Rollout, ring: str) -> Signals:
