@@ -15,7 +15,9 @@ from telemetry.health import RingHealth
 from telemetry.selectors import SeriesPoint, health_since_targeted, ring_series
 
 
-def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
+def rollout_ring_health(
+    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+) -> RingHealth:
     """Health of the devices a rollout targeted in `ring`, from the checks of its version received
     after this rollout targeted each device: an earlier rollout of the same version (rolled back,
     then tried again) says nothing about this one. Not after the device's `activated` report:
@@ -23,9 +25,11 @@ def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None 
     say which version the device runs.
 
     Devices that activated the release are expected to report; those that activated within the
-    grace period have not had the time to, so they are not counted as silent yet."""
+    grace period have not had the time to, so they are not counted as silent yet.
+
+    `config` is the rollout's parsed gate_config, for a caller that already holds it."""
     now = now or timezone.now()
-    config = GateConfig.from_dict(rollout.gate_config)
+    config = config or GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
     expected = deployments.filter(
         state=DeploymentState.ACTIVATED,

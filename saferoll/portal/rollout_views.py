@@ -345,10 +345,16 @@ def _ring_steps(rollout: Rollout, by_ring: dict[str, dict[str, int]]) -> list[di
     ]
 
 
+def _finished_ring_health(rollout: Rollout, config: GateConfig) -> RingHealth | None:
+    """The last ring's health once nothing is judged any more (the judged ring's comes with the
+    decision); None before the start."""
+    return rollout_ring_health(rollout, rollout.current_ring, config=config) if rollout.current_ring else None
+
+
 def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     config = GateConfig.from_dict(rollout.gate_config)
-    health = rollout_ring_health(rollout, rollout.current_ring) if rollout.current_ring else None
     decision = _decision(rollout)
+    health = decision.health if decision is not None else _finished_ring_health(rollout, config)
     blast = rollout_deployment_summary(rollout)
     events = rollout.events.order_by("-created_at", "-id")
     last_autopilot = (
