@@ -58,6 +58,8 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
             services.rollout_pause(rollout=rollout, actor=None, reason=reason)
             _alert_automatic(rollout, "AUTO_PAUSE", reason)
             return None
+        # Parsed once for the round: the judgement and the action stand on the same settings.
+        config = GateConfig.from_dict(rollout.gate_config)
         decision = services.rollout_evaluate(rollout=rollout, now=now)
         if not active and decision.action != Action.ROLLBACK:
             return None
@@ -65,7 +67,7 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
         evaluation_stored.send(sender=Evaluation, evaluation=evaluation)
-        _act(rollout, evaluation, now)
+        _act(rollout, evaluation, config, now)
     return evaluation
 
 
@@ -87,9 +89,8 @@ def _open_sev1(rollout: Rollout) -> Incident | None:
     )
 
 
-def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> None:
+def _act(rollout: Rollout, evaluation: Evaluation, config: GateConfig, now: dt.datetime) -> None:
     """Act on the stored judgement; each transition carries it, so the timeline shows why."""
-    config = GateConfig.from_dict(rollout.gate_config)
     if evaluation.action == Action.ROLLBACK:
         services.rollout_rollback(
             rollout=rollout, actor=None, reason=evaluation.reason, evaluation=evaluation
