@@ -6,7 +6,6 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Case, FloatField, Q, Value, When
 from django.utils import timezone
 
 from devices.choices import DeviceStatus
@@ -26,8 +25,7 @@ from rollouts.signals import autopilot_round_began, evaluation_stored
 from saferoll.core.alerts import alert_raise
 from saferoll.core.audit import audit_record
 from saferoll.core.models import AlertLevel, FleetState
-from telemetry.models import HealthCheck
-from telemetry.selectors import window_start
+from telemetry.selectors import critically_unhealthy_devices
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +58,15 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
             lifecycle.rollout_pause(rollout=rollout, actor=None, reason=reason)
             _alert_automatic(rollout, "AUTO_PAUSE", reason)
             return None
-        decision = lifecycle.rollout_evaluate(rollout=rollout, now=now)
+        # Parsed once for the round: the judgement and the action stand on the same settings.
+        config = GateConfig.from_dict(rollout.gate_config)
+        decision = lifecycle.rollout_evaluate(rollout=rollout, now=now, config=config)
         if not active and decision.action != Action.ROLLBACK:
             return None
         evaluation = lifecycle.evaluation_store(
             rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
         )
-        if not _act(rollout, evaluation, now):
+        if not _act(rollout, evaluation, config, now):
             # A judgement that changes the rollout is announced with that change (its audit event
             # carries the evaluation): one live message per change, not one per layer.
             evaluation_stored.send(sender=Evaluation, evaluation=evaluation)
@@ -91,10 +91,9 @@ def _open_sev1(rollout: Rollout) -> Incident | None:
     )
 
 
-def _act(rollout: Rollout, evaluation: Evaluation, now: dt.datetime) -> bool:
+def _act(rollout: Rollout, evaluation: Evaluation, config: GateConfig, now: dt.datetime) -> bool:
     """Act on the stored judgement; each transition carries it, so the timeline shows why.
     Whether the rollout changed state."""
-    config = GateConfig.from_dict(rollout.gate_config)
     if evaluation.action == Action.ROLLBACK:
         lifecycle.rollout_rollback(
             rollout=rollout, actor=None, reason=evaluation.reason, evaluation=evaluation
@@ -216,23 +215,14 @@ def fleet_check_health(*, now: dt.datetime | None = None) -> bool:
     Returns whether this call raised it."""
     now = now or timezone.now()
     config = GateConfig()
-    per_device = (
-        HealthCheck.objects.filter(received_at__gte=window_start(config.window_minutes, now))
-        .values("device_id")
-        .annotate(
-            crash_free=Avg("crash_free"),
-            # 1.0 per successful boot: PostgreSQL has no boolean → float cast.
-            boot=Avg(
-                Case(When(boot_ok=True, then=Value(1.0)), default=Value(0.0), output_field=FloatField())
-            ),
-        )
+    reporting, unhealthy = critically_unhealthy_devices(
+        window_minutes=config.window_minutes,
+        crash_free_below=config.crash_free_critical,
+        boot_success_below=config.boot_success_critical,
+        now=now,
     )
-    reporting = per_device.count()
     if reporting < settings.SAFEROLL_FLEET_MIN_DEVICES:
         return False
-    unhealthy = per_device.filter(
-        Q(crash_free__lt=config.crash_free_critical) | Q(boot__lt=config.boot_success_critical)
-    ).count()
     share = unhealthy / reporting
     if share <= settings.SAFEROLL_FLEET_UNHEALTHY_SHARE:
         return False

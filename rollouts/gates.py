@@ -8,7 +8,7 @@ rate, the optional KPIs of 002 and the deployment-failure and Sev1 gates come on
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -182,6 +182,9 @@ class Decision:
     action: Action
     reason: str
     evaluation: dict[str, Any]
+    # The health judged, unrounded, so a page that shows both reads the ring once. None for a
+    # decision rebuilt from a stored evaluation.
+    health: RingHealth | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action.value, "reason": self.reason, "evaluation": self.evaluation}
@@ -222,7 +225,7 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
     }
     if signals.open_sev1_incidents:
         evaluation["open_sev1_incidents"] = list(signals.open_sev1_incidents)
-    return Decision(action=action, reason=reason, evaluation=evaluation)
+    return Decision(action=action, reason=reason, evaluation=evaluation, health=health)
 
 
 def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gate]:

@@ -1,21 +1,23 @@
-"""Reads of rollouts: what the gates judge (the current ring's devices that run the release), and
-devices shown with their deployments."""
+"""Reads of rollouts: what the gates judge (the current ring's devices that run the release), the
+blast radius, and devices shown with their deployments."""
 
 import datetime as dt
+from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from devices.models import Device
-from rollouts.choices import DeploymentState, IncidentSeverity, IncidentStatus
+from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, IncidentStatus
 from rollouts.gates import GateConfig, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from telemetry.health import RingHealth
-from telemetry.models import HealthCheck
-from telemetry.selectors import summarize, window_start
+from telemetry.selectors import SeriesPoint, health_since_targeted, ring_series
 
 
-def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> RingHealth:
+def rollout_ring_health(
+    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+) -> RingHealth:
     """Health of the devices a rollout targeted in `ring`, from the checks of its version received
     after this rollout targeted each device: an earlier rollout of the same version (rolled back,
     then tried again) says nothing about this one. Not after the device's `activated` report:
@@ -23,23 +25,24 @@ def rollout_ring_health(rollout: Rollout, ring: str, *, now: dt.datetime | None 
     say which version the device runs.
 
     Devices that activated the release are expected to report; those that activated within the
-    grace period have not had the time to, so they are not counted as silent yet."""
+    grace period have not had the time to, so they are not counted as silent yet.
+
+    `config` is the rollout's parsed gate_config, for a caller that already holds it."""
     now = now or timezone.now()
-    config = GateConfig.from_dict(rollout.gate_config)
+    config = config or GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
-    targeted_before_check = deployments.filter(
-        device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
-    )
-    checks = HealthCheck.objects.filter(
-        Exists(targeted_before_check),
-        version=rollout.release.version,
-        received_at__gte=window_start(config.window_minutes, now),
-    )
     expected = deployments.filter(
         state=DeploymentState.ACTIVATED,
         activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
     ).count()
-    return summarize(checks, ring=ring, window_minutes=config.window_minutes, expected_devices=expected)
+    return health_since_targeted(
+        deployments,
+        ring=ring,
+        version=rollout.release.version,
+        window_minutes=config.window_minutes,
+        expected_devices=expected,
+        now=now,
+    )
 
 
 def rollout_signals(rollout: Rollout, ring: str) -> Signals:
@@ -53,6 +56,80 @@ def rollout_signals(rollout: Rollout, ring: str) -> Signals:
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
     return Signals(deployment_failure_rate=failure_rate, open_sev1_incidents=tuple(sev1))
+
+
+def rollout_health_series(
+    rollout: Rollout, *, ring: str | None, minutes: int, now: dt.datetime | None = None
+) -> list[SeriesPoint]:
+    """Per-minute health of the devices the rollout deployed in `ring` (every ring when None),
+    from their checks of its version: the chart shows what the gates judge."""
+    deployments = DeviceDeployment.objects.filter(rollout=rollout)
+    if ring is not None:
+        deployments = deployments.filter(ring=ring)
+    return ring_series(
+        device_ids=deployments.values("device_id"), version=rollout.release.version, minutes=minutes, now=now
+    )
+
+
+# --- the blast radius ---
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """A rollout's deployments by state and by ring (targeted and exposed devices), and the fleet's
+    size: what the API's detail, the portal's blast radius card and the live updates show."""
+
+    by_state: dict[str, int]
+    by_ring: dict[str, dict[str, int]]
+    fleet: int
+
+    @property
+    def exposed(self) -> int:
+        return sum(self.by_state[state] for state in EXPOSED_STATES)
+
+    @property
+    def targeted(self) -> int:
+        return sum(self.by_state.values())
+
+    @property
+    def spared(self) -> int:
+        return max(self.fleet - self.exposed, 0)
+
+    @property
+    def exposed_share(self) -> float:
+        return round(100 * self.exposed / self.fleet, 1) if self.fleet else 0
+
+    @property
+    def spared_share(self) -> float:
+        return round(100 * self.spared / self.fleet, 1) if self.fleet else 0
+
+    def blast_radius(self) -> dict[str, int]:
+        return {
+            "exposed": self.exposed,
+            "targeted": self.targeted,
+            "fleet": self.fleet,
+            "spared": self.spared,
+        }
+
+
+def rollout_deployment_summary(rollout: Rollout) -> DeploymentSummary:
+    """One grouped query over the rollout's deployments, and the fleet count. Every ring of the
+    rollout is listed, with zeros until it is deployed."""
+    rows = (
+        DeviceDeployment.objects.filter(rollout=rollout)
+        .order_by()
+        .values_list("ring", "state")
+        .annotate(count=Count("id"))
+    )
+    by_state = dict.fromkeys(DeploymentState.values, 0)
+    by_ring = {ring: {"targeted": 0, "exposed": 0} for ring in rollout.ring_names}
+    for ring, state, count in rows:
+        by_state[state] += count
+        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
+        ring_counts["targeted"] += count
+        if state in EXPOSED_STATES:
+            ring_counts["exposed"] += count
+    return DeploymentSummary(by_state=by_state, by_ring=by_ring, fleet=Device.objects.count())
 
 
 # --- devices with their deployments (the people's device list and detail) ---

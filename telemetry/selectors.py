@@ -14,7 +14,19 @@ from typing import Any, NotRequired, TypedDict, cast
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, FloatField, Q, QuerySet
+from django.db.models import (
+    Aggregate,
+    Avg,
+    Case,
+    Count,
+    Exists,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -35,11 +47,11 @@ def _has_median() -> bool:
     return connection.vendor == "postgresql"
 
 
-def window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.datetime:
+def _window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.datetime:
     return (now or timezone.now()) - dt.timedelta(minutes=window_minutes)
 
 
-def summarize(
+def _summarize(
     checks: QuerySet[HealthCheck], *, ring: str, window_minutes: int, expected_devices: int | None = None
 ) -> RingHealth:
     """Aggregate checks already cut to a window. An empty window gives the default healthy values
@@ -93,6 +105,72 @@ def _median(checks: QuerySet[HealthCheck], field: str, count: int) -> float:
     return (low + high) / 2
 
 
+def health_since_targeted(
+    targetings: QuerySet,
+    *,
+    ring: str,
+    version: str,
+    window_minutes: int,
+    expected_devices: int,
+    now: dt.datetime,
+) -> RingHealth:
+    """Health from the checks of `version` each device sent after it was targeted: `targetings`
+    are rows with a `device_id` and the `created_at` of the targeting (a rollout's deployments).
+    Checks from before, of the same version (an earlier attempt), are not counted."""
+    targeted_before_check = targetings.filter(
+        device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
+    )
+    checks = HealthCheck.objects.filter(
+        Exists(targeted_before_check), version=version, received_at__gte=_window_start(window_minutes, now)
+    )
+    return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices)
+
+
+def device_health(device: Device, *, window_minutes: int, now: dt.datetime) -> RingHealth:
+    """One device's health over the window, summarized like a ring's (under the device's ring)."""
+    checks = HealthCheck.objects.filter(
+        device=device, received_at__gte=_window_start(window_minutes, now), received_at__lte=now
+    )
+    return _summarize(checks, ring=device.ring, window_minutes=window_minutes)
+
+
+def device_recent_checks(device: Device, *, limit: int) -> QuerySet[HealthCheck]:
+    """The device's last `limit` checks, newest first."""
+    return HealthCheck.objects.filter(device=device).order_by("-received_at")[:limit]
+
+
+def checks_received_by_ring(*, after: dt.datetime, until: dt.datetime) -> dict[str, int]:
+    """How many checks arrived in (after, until], by the device's ring: the fleet's ingest rate.
+    The (ring, received_at) and received_at indexes serve the window, however large the table."""
+    rows = (
+        HealthCheck.objects.filter(received_at__gt=after, received_at__lte=until)
+        .order_by()
+        .values_list("ring")
+        .annotate(count=Count("pk"))
+    )
+    return dict(rows)
+
+
+def critically_unhealthy_devices(
+    *, window_minutes: int, crash_free_below: float, boot_success_below: float, now: dt.datetime
+) -> tuple[int, int]:
+    """(devices that reported in the window, those among them whose mean crash-free rate or boot
+    success share is below the critical line), each device judged on its own checks."""
+    per_device = (
+        HealthCheck.objects.filter(received_at__gte=_window_start(window_minutes, now))
+        .values("device_id")
+        .annotate(
+            crash_free=Avg("crash_free"),
+            # 1.0 per successful boot: PostgreSQL has no boolean → float cast.
+            boot=Avg(
+                Case(When(boot_ok=True, then=Value(1.0)), default=Value(0.0), output_field=FloatField())
+            ),
+        )
+    )
+    unhealthy = per_device.filter(Q(crash_free__lt=crash_free_below) | Q(boot__lt=boot_success_below))
+    return per_device.count(), unhealthy.count()
+
+
 def known_ring(ring: str) -> bool:
     """A ring exists when the fleet's configuration names it or a device is in it."""
     return ring in settings.SAFEROLL_RING_SHARES or Device.objects.filter(ring=ring).exists()
@@ -109,13 +187,13 @@ def ring_health(
     # Served by the (ring, received_at) index. The upper bound keeps a window asked for at an
     # explicit `now` from seeing checks that arrived later.
     checks = HealthCheck.objects.filter(
-        ring=ring, received_at__gte=window_start(window_minutes, now), received_at__lte=now
+        ring=ring, received_at__gte=_window_start(window_minutes, now), received_at__lte=now
     )
     devices = Device.objects.filter(ring=ring)
     if version:
         checks = checks.filter(version=version)
         devices = devices.filter(app_version=version)
-    return summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count())
+    return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count())
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -23,19 +23,18 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from devices.models import Device
-from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, DeploymentState
+from rollouts.choices import TERMINAL_STATUSES
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
-from rollouts.models import DeviceDeployment, Release, Rollout, RolloutPlan
+from rollouts.models import Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
+from rollouts.selectors import rollout_deployment_summary, rollout_health_series
 from rollouts.services import lifecycle
 from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.core.api.pagination import StandardPagination
 from saferoll.core.api.schema import ErrorSerializer
 from saferoll.core.models import AuditEvent
 from telemetry.api.serializers import SeriesPointSerializer
-from telemetry.selectors import ring_series
 
 # The `ring` of the series endpoint that charts every ring of the rollout together.
 ALL_RINGS = "all"
@@ -154,8 +153,13 @@ class RolloutDetailSerializer(RolloutListSerializer):
         return rollout.next_ring() if rollout.current_ring else rollout.ring_names[0]
 
     @extend_schema_field(BlastRadiusSerializer)
+    def to_representation(self, instance: Rollout) -> dict[str, Any]:
+        # Read once per rollout: the blast radius and the deployments are two views of it.
+        self._summary = rollout_deployment_summary(instance)
+        return super().to_representation(instance)
+
     def get_blast_radius(self, rollout: Rollout) -> dict[str, int]:
-        return _deployment_summary(rollout)["blast_radius"]
+        return self._summary.blast_radius()
 
     @extend_schema_field(
         {
@@ -170,47 +174,8 @@ class RolloutDetailSerializer(RolloutListSerializer):
         }
     )
     def get_deployments(self, rollout: Rollout) -> dict[str, Any]:
-        summary = _deployment_summary(rollout)
-        return {"by_state": summary["by_state"], "by_ring": summary["by_ring"]}
-
-
-# Where a rollout instance keeps its summary: blast_radius and deployments share one query.
-_SUMMARY_ATTRIBUTE = "_deployment_summary"
-
-
-def _deployment_summary(rollout: Rollout) -> dict[str, Any]:
-    """Deployment counts by state and by ring, and the blast radius, from one grouped query."""
-    cached = getattr(rollout, _SUMMARY_ATTRIBUTE, None)
-    if cached is not None:
-        return cached
-    rows = (
-        DeviceDeployment.objects.filter(rollout=rollout)
-        .order_by()
-        .values_list("ring", "state")
-        .annotate(count=Count("id"))
-    )
-    by_state = dict.fromkeys(DeploymentState.values, 0)
-    by_ring: dict[str, dict[str, int]] = {ring: {"targeted": 0, "exposed": 0} for ring in rollout.ring_names}
-    for ring, state, count in rows:
-        by_state[state] += count
-        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
-        ring_counts["targeted"] += count
-        if state in EXPOSED_STATES:
-            ring_counts["exposed"] += count
-    exposed = sum(by_state[state] for state in EXPOSED_STATES)
-    fleet = Device.objects.count()
-    summary = {
-        "by_state": by_state,
-        "by_ring": by_ring,
-        "blast_radius": {
-            "exposed": exposed,
-            "targeted": sum(by_state.values()),
-            "fleet": fleet,
-            "spared": max(fleet - exposed, 0),
-        },
-    }
-    setattr(rollout, _SUMMARY_ATTRIBUTE, summary)
-    return summary
+        summary = self._summary
+        return {"by_state": summary.by_state, "by_ring": summary.by_ring}
 
 
 class RolloutCreateSerializer(serializers.Serializer):
@@ -396,14 +361,9 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         ring = query.validated_data.get("ring") or rollout.current_ring
         if ring not in (None, ALL_RINGS, *rollout.ring_names):
             raise NotFound(f"Rollout {rollout.rollout_id} has no ring named {ring}.")
-        deployments = DeviceDeployment.objects.filter(rollout=rollout)
-        if ring != ALL_RINGS:
-            deployments = deployments.filter(ring=ring)
         minutes = query.validated_data["minutes"]
-        # Only the rollout's own devices reporting its version: the chart shows what the gates judge.
-        points = ring_series(
-            device_ids=deployments.values("device_id"), version=rollout.release.version, minutes=minutes
-        )
+        # `ring` is None only before the start, when the rollout has no deployments to chart.
+        points = rollout_health_series(rollout, ring=None if ring == ALL_RINGS else ring, minutes=minutes)
         config = GateConfig.from_dict(rollout.gate_config)
         body = {
             "rollout_id": rollout.rollout_id,

@@ -130,15 +130,19 @@ def transition_refusal(rollout: Rollout, transition: str) -> str | None:
 # --- Evaluations ---------------------------------------------------------------------------------
 
 
-def rollout_evaluate(*, rollout: Rollout, now: dt.datetime | None = None) -> Decision:
-    """Judge the rollout's current ring against its frozen gates. Stores nothing."""
+def rollout_evaluate(
+    *, rollout: Rollout, now: dt.datetime | None = None, config: GateConfig | None = None
+) -> Decision:
+    """Judge the rollout's current ring against its frozen gates (`config`, when the caller has
+    already parsed them). Stores nothing."""
     if rollout.status not in (RolloutStatus.ACTIVE, RolloutStatus.PAUSED) or not rollout.current_ring:
         raise ServiceRefused(
             f"Cannot evaluate {rollout.rollout_id}: it is {describe_state(rollout)}, so no ring is deployed."
         )
     ring = rollout.current_ring
-    health = rollout_ring_health(rollout, ring, now=now)
-    return evaluate(health, GateConfig.from_dict(rollout.gate_config), rollout_signals(rollout, ring))
+    config = config or GateConfig.from_dict(rollout.gate_config)
+    health = rollout_ring_health(rollout, ring, config=config, now=now)
+    return evaluate(health, config, rollout_signals(rollout, ring))
 
 
 def evaluation_store(*, rollout: Rollout, decision: Decision, source: str) -> Evaluation:
@@ -172,15 +176,16 @@ def _judge(
 ) -> tuple[Decision, Evaluation | None]:
     """The judgement a promote or resume stands on: the caller's stored evaluation when it is of
     this rollout's current ring and still inside the gate window, else a fresh one (not stored yet)."""
+    config = GateConfig.from_dict(rollout.gate_config)
     if evaluation is not None:
-        window = dt.timedelta(minutes=GateConfig.from_dict(rollout.gate_config).window_minutes)
+        window = dt.timedelta(minutes=config.window_minutes)
         if (
             evaluation.rollout_id == rollout.pk
             and evaluation.ring == rollout.current_ring
             and evaluation.created_at >= now - window
         ):
             return _decision_of(evaluation), evaluation
-    return rollout_evaluate(rollout=rollout, now=now), None
+    return rollout_evaluate(rollout=rollout, now=now, config=config), None
 
 
 # --- Creation and transitions --------------------------------------------------------------------

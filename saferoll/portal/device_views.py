@@ -15,8 +15,7 @@ from devices.models import Device, HardwareVariant
 from rollouts import selectors as rollout_selectors
 from rollouts.models import DeviceDeployment
 from saferoll.portal.views import paginate, reader_required
-from telemetry.models import HealthCheck
-from telemetry.selectors import summarize, window_start
+from telemetry.selectors import device_health, device_recent_checks
 
 # The device page's KPIs cover the same window as the gates' default (000 §6.2).
 KPI_WINDOW_MINUTES = 5
@@ -62,12 +61,7 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
         .order_by("-created_at", "-id")
     )
     now = timezone.now()
-    checks = HealthCheck.objects.filter(device=device)
-    kpis = summarize(
-        checks.filter(received_at__gte=window_start(KPI_WINDOW_MINUTES, now), received_at__lte=now),
-        ring=device.ring,
-        window_minutes=KPI_WINDOW_MINUTES,
-    )
+    kpis = device_health(device, window_minutes=KPI_WINDOW_MINUTES, now=now)
     heartbeat_age = (now - device.last_heartbeat).total_seconds() if device.last_heartbeat else None
     return render(
         request,
@@ -76,7 +70,7 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
             "device": device,
             "deployments": deployments,
             "kpis": kpis,
-            "recent_checks": checks.order_by("-received_at")[:RECENT_CHECKS],
+            "recent_checks": device_recent_checks(device, limit=RECENT_CHECKS),
             "heartbeat_stale": heartbeat_age is None
             or heartbeat_age > settings.SAFEROLL_OFFLINE_AFTER_SECONDS,
             "kpi_window": KPI_WINDOW_MINUTES,

@@ -24,7 +24,7 @@ from rollouts.models import Evaluation, Rollout
 from saferoll.core.metrics import process_registry
 from saferoll.core.models import Alert, AlertLevel, AuditEvent, FleetState
 from saferoll.core.status import autopilot_status
-from telemetry.models import HealthCheck
+from telemetry.selectors import checks_received_by_ring
 
 INGEST_WINDOW = dt.timedelta(minutes=1)
 
@@ -91,8 +91,7 @@ def _devices() -> Metric:
 
 
 def _health_checks_last_minute(now: dt.datetime) -> Metric:
-    # The (ring, received_at) and received_at indexes serve the window, however large the table.
-    recent = HealthCheck.objects.filter(received_at__gt=now - INGEST_WINDOW, received_at__lte=now)
+    recent = checks_received_by_ring(after=now - INGEST_WINDOW, until=now)
     return _filled(
         GaugeMetricFamily(
             "saferoll_health_checks_last_minute",
@@ -100,7 +99,7 @@ def _health_checks_last_minute(now: dt.datetime) -> Metric:
             "the fleet's ingest rate, whichever process took the checks.",
             labels=["ring"],
         ),
-        _counted(recent, "ring"),
+        {(ring,): count for ring, count in recent.items()},
         _configured_rings(),
     )
 

@@ -20,12 +20,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from devices.models import Device
-from rollouts.choices import EXPOSED_STATES, TERMINAL_STATUSES, IncidentStatus, RolloutStatus
+from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
 from rollouts.gates import Action, Decision, GateConfig
-from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout
+from rollouts.models import Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act
-from rollouts.selectors import rollout_ring_health
+from rollouts.selectors import rollout_deployment_summary, rollout_health_series, rollout_ring_health
 from rollouts.services import incidents, lifecycle
 from rollouts.services.lifecycle import EmergencyStopActive, emergency_stop_check
 from saferoll.core.errors import ServiceRefused
@@ -34,7 +33,7 @@ from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, Rollout
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
 from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, reader_required, refusal_message
 from telemetry.health import RingHealth
-from telemetry.selectors import ring_series
+from telemetry.selectors import SeriesPoint
 
 # Chart ranges the page offers (minutes); SPEC §4 asks for 10–60.
 SERIES_RANGES = (10, 30, 60)
@@ -347,40 +346,17 @@ def _ring_steps(rollout: Rollout, by_ring: dict[str, dict[str, int]]) -> list[di
     ]
 
 
-def _blast_radius(rollout: Rollout) -> dict[str, Any]:
-    """Devices exposed to the release (received it), devices spared, of the whole fleet."""
-    rows = (
-        DeviceDeployment.objects.filter(rollout=rollout)
-        .order_by()
-        .values_list("ring", "state")
-        .annotate(n=Count("id"))
-    )
-    by_ring: dict[str, dict[str, int]] = {}
-    for ring, state, count in rows:
-        entry = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
-        entry["targeted"] += count
-        if state in EXPOSED_STATES:
-            entry["exposed"] += count
-    exposed = sum(entry["exposed"] for entry in by_ring.values())
-    targeted = sum(entry["targeted"] for entry in by_ring.values())
-    fleet = Device.objects.count()
-    spared = max(fleet - exposed, 0)
-    return {
-        "by_ring": by_ring,
-        "exposed": exposed,
-        "targeted": targeted,
-        "fleet": fleet,
-        "spared": spared,
-        "exposed_share": round(100 * exposed / fleet, 1) if fleet else 0,
-        "spared_share": round(100 * spared / fleet, 1) if fleet else 0,
-    }
+def _finished_ring_health(rollout: Rollout, config: GateConfig) -> RingHealth | None:
+    """The last ring's health once nothing is judged any more (the judged ring's comes with the
+    decision); None before the start."""
+    return rollout_ring_health(rollout, rollout.current_ring, config=config) if rollout.current_ring else None
 
 
 def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     config = GateConfig.from_dict(rollout.gate_config)
-    health = rollout_ring_health(rollout, rollout.current_ring) if rollout.current_ring else None
     decision = _decision(rollout)
-    blast = _blast_radius(rollout)
+    health = decision.health if decision is not None else _finished_ring_health(rollout, config)
+    blast = rollout_deployment_summary(rollout)
     events = rollout.events.order_by("-created_at", "-id")
     last_autopilot = (
         Evaluation.objects.filter(rollout=rollout, source="autopilot").order_by("-created_at", "-id").first()
@@ -392,7 +368,7 @@ def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "decision": decision,
         "cards": _metric_cards(health, config),
         "gates": _gates(decision, config),
-        "steps": _ring_steps(rollout, blast["by_ring"]),
+        "steps": _ring_steps(rollout, blast.by_ring),
         "blast": blast,
         "events": events,
         "buttons": _action_buttons(rollout, request.user, decision),
@@ -433,15 +409,10 @@ def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
     config = GateConfig.from_dict(rollout.gate_config)
     points = []
     if rollout.current_ring:
-        devices = DeviceDeployment.objects.filter(rollout=rollout, ring=rollout.current_ring).values(
-            "device_id"
-        )
         points = [
-            {**point.to_dict(), "t": int(point.minute.timestamp())}
-            for point in ring_series(device_ids=devices, version=rollout.release.version, minutes=minutes)
+            _chart_point(point)
+            for point in rollout_health_series(rollout, ring=rollout.current_ring, minutes=minutes)
         ]
-        for point in points:
-            point.pop("minute", None)
     return JsonResponse(
         {
             "rollout_id": rollout.rollout_id,
@@ -456,6 +427,13 @@ def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
             "points": points,
         }
     )
+
+
+def _chart_point(point: SeriesPoint) -> dict[str, Any]:
+    """The chart's point: the minute as a Unix timestamp `t` instead of a datetime."""
+    values = point.to_dict()
+    del values["minute"]
+    return {**values, "t": int(point.minute.timestamp())}
 
 
 # --- actions -----------------------------------------------------------------------------------

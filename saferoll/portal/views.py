@@ -7,6 +7,7 @@ redirects back (post/redirect/get). The rollout and device pages live in their a
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 
 import django_filters
@@ -37,6 +38,7 @@ from saferoll.core.api.audit import AuditEventFilter
 from saferoll.core.errors import ServiceRefused
 from saferoll.core.forms import SignInForm, locked_out_status
 from saferoll.core.models import Alert, AuditEvent, FleetState
+from telemetry.health import RingHealth
 
 LOGIN_URL = "portal:login"
 PAGE_SIZE = 50
@@ -157,19 +159,36 @@ def _latest_evaluations() -> Subquery:
     )
 
 
+@dataclass(frozen=True)
+class RolloutCard:
+    """A rollout in flight as the dashboard shows it, with its ring's health at a glance."""
+
+    rollout: Rollout
+    health: RingHealth | None
+    min_sample: int
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    rollout: Rollout
+    reason: str
+
+
 def dashboard_context(request: HttpRequest) -> dict:
     rollouts = Rollout.objects.select_related("release", "plan").annotate(
         last_decision=_latest_evaluations(), last_event_at=Max("events__created_at")
     )
-    in_flight = list(
-        rollouts.filter(
+    # Health at a glance: the same figures the gates judge (a handful of rollouts is in flight).
+    in_flight = [
+        RolloutCard(
+            rollout=rollout,
+            health=rollout_ring_health(rollout, rollout.current_ring) if rollout.current_ring else None,
+            min_sample=rollout.gate_config.get("min_sample", 0),
+        )
+        for rollout in rollouts.filter(
             status__in=(RolloutStatus.CREATED, RolloutStatus.ACTIVE, RolloutStatus.PAUSED)
         ).order_by("-created_at", "-id")
-    )
-    for rollout in in_flight:
-        # Health at a glance: the same figures the gates judge (a handful of rollouts is in flight).
-        rollout.health = rollout_ring_health(rollout, rollout.current_ring) if rollout.current_ring else None
-        rollout.min_sample = rollout.gate_config.get("min_sample", 0)
+    ]
     completed = list(
         rollouts.filter(status=RolloutStatus.COMPLETED).order_by("-finished_at")[:DASHBOARD_HISTORY]
     )
@@ -183,13 +202,13 @@ def dashboard_context(request: HttpRequest) -> dict:
         .order_by("rollout_id", "created_at")
         .values_list("rollout_id", "reason")
     )
-    for rollout in failed:
-        rollout.rollback_reason = last_reasons.get(rollout.pk, "")
     counts = dict(Rollout.objects.order_by().values_list("status").annotate(n=Count("id")))
     return {
         "in_flight": in_flight,
         "completed": completed,
-        "failed": failed,
+        "failed": [
+            RolledBack(rollout=rollout, reason=last_reasons.get(rollout.pk, "")) for rollout in failed
+        ],
         "completed_total": counts.get(RolloutStatus.COMPLETED, 0),
         "failed_total": counts.get(RolloutStatus.ROLLED_BACK, 0),
         "fleet": fleet_summary(),

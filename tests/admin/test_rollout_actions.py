@@ -59,7 +59,7 @@ def rollout_events(rollout: Rollout, action: str):
 def gates_pass(monkeypatch):
     """The ring passes its gates (the health data path is tested with the gate engine)."""
 
-    def passing(*, rollout, now=None):
+    def passing(*, rollout, now=None, config=None):
         return Decision(Action.PROMOTE, "All SLO gates passed.", {"ring": rollout.current_ring, "gates": {}})
 
     monkeypatch.setattr(lifecycle, "rollout_evaluate", passing)

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from rollouts.selectors import rollout_ring_health
+from rollouts.selectors import rollout_deployment_summary, rollout_ring_health
 from tests.factories import HealthCheckFactory
 from tests.rollouts.helpers import activate
 
@@ -42,3 +42,22 @@ def test_it_counts_a_devices_checks_before_its_activation_report_arrives(started
     health = rollout_ring_health(started, "pilot")
 
     assert health.total_devices == len(fleet["pilot"]) and health.boot_success_rate == 1.0
+
+
+def test_the_deployment_summary_lists_every_ring_and_gives_the_blast_radius_as_shares(started, fleet):
+    activate(started, "pilot")
+
+    summary = rollout_deployment_summary(started)
+
+    pilot = len(fleet["pilot"])
+    fleet_size = sum(len(devices) for devices in fleet.values())
+    assert summary.by_ring["pilot"] == {"targeted": pilot, "exposed": pilot}
+    assert summary.by_ring["ring_100"] == {"targeted": 0, "exposed": 0}
+    assert summary.blast_radius() == {
+        "exposed": pilot,
+        "targeted": pilot,
+        "fleet": fleet_size,
+        "spared": fleet_size - pilot,
+    }
+    assert summary.exposed_share == round(100 * pilot / fleet_size, 1)
+    assert summary.spared_share == round(100 * (fleet_size - pilot) / fleet_size, 1)

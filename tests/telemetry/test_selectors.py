@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from telemetry.selectors import ring_health, ring_series
+from telemetry.selectors import critically_unhealthy_devices, ring_health, ring_series
 from tests.factories import DeviceFactory, HealthCheckFactory
 from tests.telemetry.support import NOW
 
@@ -121,3 +121,19 @@ def test_it_charts_only_the_version_asked_for():
     points = ring_series(ring="pilot", version="v2.1", minutes=10, now=NOW)
 
     assert sum(point.total_devices for point in points) == 1
+
+
+def test_it_judges_each_device_on_its_own_checks_for_the_fleet():
+    healthy, crashing, failing_boots = DeviceFactory(), DeviceFactory(), DeviceFactory()
+    HealthCheckFactory(device=healthy, received_at=received(1))
+    HealthCheckFactory(device=crashing, crash_free=0.80, received_at=received(1))
+    # One boot of two failed: a success share of 0.5, however healthy the other check is.
+    HealthCheckFactory(device=failing_boots, boot_ok=False, received_at=received(1))
+    HealthCheckFactory(device=failing_boots, received_at=received(2))
+    HealthCheckFactory(crash_free=0.10, received_at=received(6))  # outside the window
+
+    counts = critically_unhealthy_devices(
+        window_minutes=5, crash_free_below=0.95, boot_success_below=0.97, now=NOW
+    )
+
+    assert counts == (3, 2)
