@@ -1,4 +1,5 @@
-"""One device's side of a rollout: what it should run now, and the deployment steps it reports.
+"""Deployments: the devices a rollout's stage targets, and each device's side of a rollout (what it
+should run now, and the deployment steps it reports).
 
 Device reports are not audit events (a fleet sends thousands): the DeviceDeployment row, with the
 time of each step, is their record.
@@ -6,12 +7,13 @@ time of each step, is their record.
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from devices.models import Device
+from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
 from rollouts.models import DeviceDeployment, Release, Rollout
 from saferoll.core.errors import ServiceRefused, bad_input, not_found
@@ -243,3 +245,99 @@ def deployment_attach_diagnostics(
     DeviceDeployment.objects.filter(pk=deployment.pk).update(diagnostics=diagnostics)
     deployment.refresh_from_db()
     return deployment
+
+
+# --- A rollout's side: targeting a stage's devices, and taking the release back ---------------------
+
+
+def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
+    """Create the pending deployments of one stage and return what was done (for the audit event).
+
+    The stage's devices are those of its ring(s), or the members of its cohort when it names one;
+    a device is skipped when its hardware variant is not one the release supports (an empty list
+    supports every variant; a device with no variant runs only such a release), or when it is
+    still live in another active or paused rollout, or when this rollout already targeted it."""
+    ring = stage["ring"]
+    if stage.get("cohort"):
+        cohort = Cohort.objects.filter(name=stage["cohort"]).first()
+        if cohort is None:
+            raise ServiceRefused(
+                f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
+            )
+        candidates = Device.objects.filter(memberships__cohort=cohort)
+    else:
+        candidates = Device.objects.filter(ring__in=stage.get("rings") or [ring])
+    candidates = candidates.exclude(deployments__rollout=rollout)
+    # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
+    # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
+    # once would each see the other's deployments as not there yet and both claim the device. The
+    # busy check below runs after the lock, so it sees whatever the other one committed meanwhile.
+    devices = list(
+        candidates.select_for_update(of=("self",)).order_by("pk").only("pk", "variant_id", "app_version")
+    )
+    supported = set(rollout.release.compatible_variants.values_list("pk", flat=True))
+    busy = set(
+        DeviceDeployment.objects.filter(
+            device_id__in=[device.pk for device in devices],
+            state__in=LIVE_DEPLOYMENT_STATES,
+            rollout__status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
+        )
+        .exclude(rollout=rollout)
+        .values_list("device_id", flat=True)
+    )
+    incompatible = [device for device in devices if supported and device.variant_id not in supported]
+    compatible = [device for device in devices if not supported or device.variant_id in supported]
+    targets = [device for device in compatible if device.pk not in busy]
+    # A completed rollout still brings its release to the devices it had not reached; this newer
+    # rollout supersedes that, so the older release does not arrive after it.
+    DeviceDeployment.objects.filter(
+        device_id__in=[device.pk for device in targets],
+        state__in=(DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED),
+        rollout__status=RolloutStatus.COMPLETED,
+    ).update(state=DeploymentState.CANCELLED, state_changed_at=timezone.now())
+    DeviceDeployment.objects.bulk_create(
+        [
+            DeviceDeployment(
+                rollout=rollout,
+                device=device,
+                ring=ring,
+                state=DeploymentState.PENDING,
+                from_version=device.app_version,
+            )
+            for device in targets
+        ],
+        batch_size=1000,
+    )
+    counts: dict[str, Any] = {
+        "ring": ring,
+        "targeted": len(targets),
+        "skipped_incompatible": len(incompatible),
+        "skipped_busy": len(compatible) - len(targets),
+    }
+    if stage.get("cohort"):
+        counts["cohort"] = stage["cohort"]
+    return counts
+
+
+def deployed_sentence(rollout: Rollout, deployed: dict[str, Any]) -> str:
+    where = f"cohort {deployed['cohort']}" if deployed.get("cohort") else deployed["ring"]
+    sentence = f"Deploying {rollout.release.version} to {deployed['targeted']} devices of {where}"
+    skipped = []
+    if deployed["skipped_incompatible"]:
+        skipped.append(f"{deployed['skipped_incompatible']} with an unsupported hardware variant")
+    if deployed["skipped_busy"]:
+        skipped.append(f"{deployed['skipped_busy']} busy in another rollout")
+    return f"{sentence}; skipped {' and '.join(skipped)}." if skipped else f"{sentence}."
+
+
+def deployments_roll_back(*, rollout: Rollout, now: dt.datetime) -> tuple[int, int]:
+    """A rolled-back rollout's deployments: devices that received the release go back to the
+    previous stable one (rolling_back), devices that had not started are cancelled. The two counts."""
+    deployments = DeviceDeployment.objects.filter(rollout=rollout)
+    rolling_back = deployments.filter(
+        state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
+    ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
+    cancelled = deployments.filter(state=DeploymentState.PENDING).update(
+        state=DeploymentState.CANCELLED, state_changed_at=now
+    )
+    return rolling_back, cancelled

@@ -17,18 +17,16 @@ from typing import Any, Protocol
 from django.db import transaction
 from django.utils import timezone
 
-from devices.models import Cohort, Device
 from rollouts.choices import (
-    LIVE_DEPLOYMENT_STATES,
     TERMINAL_STATUSES,
-    DeploymentState,
     EvaluationSource,
     RolloutAction,
     RolloutStatus,
 )
 from rollouts.gates import Action, Decision, GateConfig, evaluate
-from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
+from rollouts.models import Evaluation, Release, Rollout, RolloutPlan
 from rollouts.selectors import rollout_ring_health, rollout_signals
+from rollouts.services.deployments import deploy_stage, deployed_sentence, deployments_roll_back
 from rollouts.services.plans import default_plan, plan_clean_gate_config, plan_clean_stages
 from saferoll.core.audit import Actor, actor_label, actor_user, audit_record
 from saferoll.core.errors import ServiceRefused, bad_input
@@ -243,7 +241,7 @@ def rollout_start(*, rollout: Rollout, actor: Actor, reason: str = "") -> Rollou
     ) as locked:
         now = timezone.now()
         ring = locked.ring_names[0]
-        deployed = _deploy_stage(rollout=locked, stage=locked.stages[0])
+        deployed = deploy_stage(rollout=locked, stage=locked.stages[0])
         before = locked.state
         locked.status = RolloutStatus.ACTIVE
         locked.current_ring = ring
@@ -266,7 +264,7 @@ def rollout_start(*, rollout: Rollout, actor: Actor, reason: str = "") -> Rollou
             obj=locked,
             rollout=locked,
             to_ring=ring,
-            reason=reason or _deployed_sentence(locked, deployed),
+            reason=reason or deployed_sentence(locked, deployed),
             changes=_state_change(before, locked, deployments=deployed),
         )
     return rollout
@@ -311,12 +309,12 @@ def rollout_promote(
             locked.save(update_fields=["status", "finished_at", "updated_at"])
             reason = reason or f"{decision.reason} {from_ring} was the last ring: the rollout is complete."
         else:
-            deployed = _deploy_stage(rollout=locked, stage=locked.stage(next_ring))
+            deployed = deploy_stage(rollout=locked, stage=locked.stage(next_ring))
             locked.current_ring = next_ring
             locked.stage_started_at = now
             locked.failing_streak = 0
             locked.save(update_fields=["current_ring", "stage_started_at", "failing_streak", "updated_at"])
-            reason = reason or f"{decision.reason} {_deployed_sentence(locked, deployed)}"
+            reason = reason or f"{decision.reason} {deployed_sentence(locked, deployed)}"
         audit_record(
             actor=actor,
             action=action,
@@ -419,13 +417,7 @@ def rollout_rollback(
         rollout, ROLLBACK, actor=actor, action=action, reason=reason, automatic=automatic
     ) as locked:
         now = timezone.now()
-        deployments = DeviceDeployment.objects.filter(rollout=locked)
-        rolling_back = deployments.filter(
-            state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
-        ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
-        cancelled = deployments.filter(state=DeploymentState.PENDING).update(
-            state=DeploymentState.CANCELLED, state_changed_at=now
-        )
+        rolling_back, cancelled = deployments_roll_back(rollout=locked, now=now)
         before, from_ring = locked.state, locked.current_ring
         locked.status = RolloutStatus.ROLLED_BACK
         locked.finished_at = now
@@ -553,86 +545,6 @@ def _refusals_audited(
         raise
 
 
-def _deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
-    """Create the pending deployments of one stage and return what was done (for the audit event).
-
-    The stage's devices are those of its ring(s), or the members of its cohort when it names one;
-    a device is skipped when its hardware variant is not one the release supports (an empty list
-    supports every variant; a device with no variant runs only such a release), or when it is
-    still live in another active or paused rollout, or when this rollout already targeted it."""
-    ring = stage["ring"]
-    if stage.get("cohort"):
-        cohort = Cohort.objects.filter(name=stage["cohort"]).first()
-        if cohort is None:
-            raise ServiceRefused(
-                f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
-            )
-        candidates = Device.objects.filter(memberships__cohort=cohort)
-    else:
-        candidates = Device.objects.filter(ring__in=stage.get("rings") or [ring])
-    candidates = candidates.exclude(deployments__rollout=rollout)
-    # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
-    # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
-    # once would each see the other's deployments as not there yet and both claim the device. The
-    # busy check below runs after the lock, so it sees whatever the other one committed meanwhile.
-    devices = list(
-        candidates.select_for_update(of=("self",)).order_by("pk").only("pk", "variant_id", "app_version")
-    )
-    supported = set(rollout.release.compatible_variants.values_list("pk", flat=True))
-    busy = set(
-        DeviceDeployment.objects.filter(
-            device_id__in=[device.pk for device in devices],
-            state__in=LIVE_DEPLOYMENT_STATES,
-            rollout__status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
-        )
-        .exclude(rollout=rollout)
-        .values_list("device_id", flat=True)
-    )
-    incompatible = [device for device in devices if supported and device.variant_id not in supported]
-    compatible = [device for device in devices if not supported or device.variant_id in supported]
-    targets = [device for device in compatible if device.pk not in busy]
-    # A completed rollout still brings its release to the devices it had not reached; this newer
-    # rollout supersedes that, so the older release does not arrive after it.
-    DeviceDeployment.objects.filter(
-        device_id__in=[device.pk for device in targets],
-        state__in=(DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED),
-        rollout__status=RolloutStatus.COMPLETED,
-    ).update(state=DeploymentState.CANCELLED, state_changed_at=timezone.now())
-    DeviceDeployment.objects.bulk_create(
-        [
-            DeviceDeployment(
-                rollout=rollout,
-                device=device,
-                ring=ring,
-                state=DeploymentState.PENDING,
-                from_version=device.app_version,
-            )
-            for device in targets
-        ],
-        batch_size=1000,
-    )
-    counts: dict[str, Any] = {
-        "ring": ring,
-        "targeted": len(targets),
-        "skipped_incompatible": len(incompatible),
-        "skipped_busy": len(compatible) - len(targets),
-    }
-    if stage.get("cohort"):
-        counts["cohort"] = stage["cohort"]
-    return counts
-
-
-def _deployed_sentence(rollout: Rollout, deployed: dict[str, Any]) -> str:
-    where = f"cohort {deployed['cohort']}" if deployed.get("cohort") else deployed["ring"]
-    sentence = f"Deploying {rollout.release.version} to {deployed['targeted']} devices of {where}"
-    skipped = []
-    if deployed["skipped_incompatible"]:
-        skipped.append(f"{deployed['skipped_incompatible']} with an unsupported hardware variant")
-    if deployed["skipped_busy"]:
-        skipped.append(f"{deployed['skipped_busy']} busy in another rollout")
-    return f"{sentence}; skipped {' and '.join(skipped)}." if skipped else f"{sentence}."
-
-
 def _state_change(before: str, rollout: Rollout, *, deployments: dict | None = None) -> dict[str, Any]:
     changes: dict[str, Any] = {"before": {"state": before}, "after": {"state": rollout.state}}
     if deployments is not None:
@@ -646,10 +558,6 @@ def _automatic_action(action: str, automatic: bool) -> str:
 
 def _source(automatic: bool) -> str:
     return EvaluationSource.AUTOPILOT if automatic else EvaluationSource.REQUEST
-
-
-def _person(actor: Actor):
-    return actor_user(actor)
 
 
 def _sync(rollout: Rollout, locked: Rollout) -> Rollout:
