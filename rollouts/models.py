@@ -62,6 +62,15 @@ class RolloutPlan(models.Model):
         null=True, blank=True, help_text="Devices activate only inside this daily window (UTC)."
     )
     activation_window_end = models.TimeField(null=True, blank=True)
+    # {"per_minute": 50, "growth": 2.0}: how many of a stage's devices are told to install each minute
+    # (growth 1 keeps the rate fixed; above 1 it grows each minute). Empty: the whole stage at once.
+    waves = models.JSONField(default=dict, blank=True)
+    # {"count": 2, "backoff_seconds": 60}: how often a failed deployment is tried again, and the
+    # wait before the first retry (doubling after each one). Empty: a failure is final.
+    retries = models.JSONField(default=dict, blank=True)
+    # [{"region": "eu", "time_zone": "Europe/Berlin", "start": "02:00", "end": "05:00",
+    #   "weekdays": ["mon", "tue"]}, ...]: when devices of a site or region may activate, in its own zone.
+    maintenance_windows = models.JSONField(default=list, blank=True)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -88,9 +97,14 @@ class Rollout(models.Model):
     gate_config = models.JSONField(editable=False)
     activation_window_start = models.TimeField(null=True, blank=True, editable=False)
     activation_window_end = models.TimeField(null=True, blank=True, editable=False)
+    waves = models.JSONField(default=dict, editable=False)
+    retries = models.JSONField(default=dict, editable=False)
+    maintenance_windows = models.JSONField(default=list, editable=False)
     # Consecutive non-critical failed evaluations; the autopilot pauses when it reaches the plan's limit.
     failing_streak = models.PositiveSmallIntegerField(default=0, editable=False)
     stage_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the current stage reached its installed share: its bake runs from here.
+    bake_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -140,6 +154,9 @@ class DeviceDeployment(models.Model):
     state = models.CharField(max_length=20, choices=DeploymentState, default=DeploymentState.PENDING)
     from_version = models.CharField(max_length=50, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When the device may start installing: set when its wave is released, and pushed back after
+    # a failure that the plan retries. Null while the deployment waits for its wave.
+    released_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     diagnostics = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -41,6 +41,18 @@ class PlanSerializer(serializers.ModelSerializer):
         required=False, default=dict, help_text="Gate settings; see effective_gate_config for every key."
     )
     effective_gate_config = serializers.SerializerMethodField()
+    waves = serializers.JSONField(
+        required=False, default=dict, help_text='{"per_minute": 50, "growth": 2.0}; empty: a stage at once.'
+    )
+    retries = serializers.JSONField(
+        required=False, default=dict, help_text='{"count": 2, "backoff_seconds": 60}; empty: no retry.'
+    )
+    maintenance_windows = serializers.JSONField(
+        required=False,
+        default=list,
+        help_text='[{"region"?: name, "site"?: name, "time_zone": "Europe/Berlin", "start": "02:00", '
+        '"end": "05:00", "weekdays"?: ["mon", ...]}]',
+    )
 
     class Meta:
         model = RolloutPlan
@@ -53,6 +65,9 @@ class PlanSerializer(serializers.ModelSerializer):
             "effective_gate_config",
             "activation_window_start",
             "activation_window_end",
+            "waves",
+            "retries",
+            "maintenance_windows",
             "is_default",
             "created_at",
         ]
@@ -63,6 +78,15 @@ class PlanSerializer(serializers.ModelSerializer):
 
     def validate_gate_config(self, value):
         return _checked(plans.plan_clean_gate_config, value)
+
+    def validate_waves(self, value):
+        return _checked(plans.plan_clean_waves, value)
+
+    def validate_retries(self, value):
+        return _checked(plans.plan_clean_retries, value)
+
+    def validate_maintenance_windows(self, value):
+        return _checked(plans.plan_clean_maintenance_windows, value)
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_effective_gate_config(self, plan: RolloutPlan) -> dict:

@@ -295,6 +295,7 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
         state__in=(DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED),
         rollout__status=RolloutStatus.COMPLETED,
     ).update(state=DeploymentState.CANCELLED, state_changed_at=timezone.now())
+    released_at = timezone.now()
     DeviceDeployment.objects.bulk_create(
         [
             DeviceDeployment(
@@ -303,6 +304,7 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
                 ring=ring,
                 state=DeploymentState.PENDING,
                 from_version=device.app_version,
+                released_at=released_at,
             )
             for device in targets
         ],

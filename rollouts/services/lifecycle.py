@@ -206,6 +206,9 @@ def rollout_create(*, release: Release, plan: RolloutPlan | None = None, actor: 
             gate_config=gate_config,
             activation_window_start=plan.activation_window_start,
             activation_window_end=plan.activation_window_end,
+            waves=plan.waves,
+            retries=plan.retries,
+            maintenance_windows=plan.maintenance_windows,
             created_by=actor_user(actor),
         )
         audit_record(

@@ -141,7 +141,16 @@ def default_plan() -> RolloutPlan:
 
 # --- Checks and writes -----------------------------------------------------------------------------------
 
-_STAGE_KEYS = {"ring", "bake_minutes", "auto_advance", "cohort", "rings", "description"}
+_STAGE_KEYS = {
+    "ring",
+    "bake_minutes",
+    "auto_advance",
+    "cohort",
+    "rings",
+    "region",
+    "min_installed_share",
+    "description",
+}
 # A month: far beyond the longest production bake (a day, 000 §9.1), and a bound keeps the end of a
 # bake (stage start + bake) inside the calendar the autopilot computes it in.
 MAX_BAKE_MINUTES = 30 * 24 * 60
@@ -153,6 +162,9 @@ PLAN_EDITABLE_FIELDS = (
     "gate_config",
     "activation_window_start",
     "activation_window_end",
+    "waves",
+    "retries",
+    "maintenance_windows",
     "is_default",
 )
 
@@ -248,6 +260,21 @@ def plan_clean_gate_config(gate_config: Any) -> dict[str, Any]:
     return dict(gate_config)
 
 
+def plan_clean_waves(waves: Any) -> dict[str, Any]:
+    """How many of a stage's devices are told to install per minute."""
+    return dict(waves or {})
+
+
+def plan_clean_retries(retries: Any) -> dict[str, Any]:
+    """How often, and after how long, a failed deployment is tried again."""
+    return dict(retries or {})
+
+
+def plan_clean_maintenance_windows(windows: Any) -> list[dict[str, Any]]:
+    """When the devices of a site or region may activate, in their own time zone."""
+    return list(windows or [])
+
+
 def _check_window(start: dt.time | None, end: dt.time | None) -> None:
     if (start is None) != (end is None):
         raise bad_input(
@@ -264,11 +291,17 @@ def plan_create(
     description: str = "",
     activation_window_start: dt.time | None = None,
     activation_window_end: dt.time | None = None,
+    waves: dict | None = None,
+    retries: dict | None = None,
+    maintenance_windows: list | None = None,
     is_default: bool = False,
 ) -> RolloutPlan:
     """A new plan, checked; when it is the default the previous default stops being one."""
     stages = plan_clean_stages(stages)
     gate_config = plan_clean_gate_config(gate_config)
+    waves = plan_clean_waves(waves)
+    retries = plan_clean_retries(retries)
+    maintenance_windows = plan_clean_maintenance_windows(maintenance_windows)
     _check_window(activation_window_start, activation_window_end)
     with transaction.atomic():
         if is_default:
@@ -280,6 +313,9 @@ def plan_create(
             gate_config=gate_config,
             activation_window_start=activation_window_start,
             activation_window_end=activation_window_end,
+            waves=waves,
+            retries=retries,
+            maintenance_windows=maintenance_windows,
             is_default=is_default,
         )
         audit_record(
@@ -301,6 +337,12 @@ def plan_update(*, plan: RolloutPlan, actor: Actor, reason: str = "", **changes:
         changes["stages"] = plan_clean_stages(changes["stages"])
     if "gate_config" in changes:
         changes["gate_config"] = plan_clean_gate_config(changes["gate_config"])
+    if "waves" in changes:
+        changes["waves"] = plan_clean_waves(changes["waves"])
+    if "retries" in changes:
+        changes["retries"] = plan_clean_retries(changes["retries"])
+    if "maintenance_windows" in changes:
+        changes["maintenance_windows"] = plan_clean_maintenance_windows(changes["maintenance_windows"])
     with transaction.atomic():
         # Lock the plan: two release managers saving at once must each diff against what the other wrote.
         locked = RolloutPlan.objects.select_for_update().get(pk=plan.pk)
@@ -341,6 +383,9 @@ def _plan_state(plan: RolloutPlan) -> dict[str, Any]:
         "gate_config": plan.gate_config,
         "activation_window_start": _time(plan.activation_window_start),
         "activation_window_end": _time(plan.activation_window_end),
+        "waves": plan.waves,
+        "retries": plan.retries,
+        "maintenance_windows": plan.maintenance_windows,
         "is_default": plan.is_default,
     }
 
