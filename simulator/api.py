@@ -386,9 +386,15 @@ class ReleaseManagerApi(ApiClient):
     async def rollout(self, rollout_id: str) -> dict[str, Any]:
         return await self.call("GET", f"/api/rollouts/{rollout_id}")
 
-    async def command(self, rollout_id: str, command: str, reason: str = "") -> dict[str, Any]:
-        """start, promote, pause, resume or rollback; a refusal is a Conflict (HTTP 409)."""
-        return await self.call("POST", f"/api/rollouts/{rollout_id}/{command}", json={"reason": reason})
+    async def command(
+        self, rollout_id: str, command: str, reason: str = "", *, override: bool = False
+    ) -> dict[str, Any]:
+        """start, promote, pause, resume or rollback; a refusal is a Conflict (HTTP 409). `override`
+        promotes or resumes against a WAIT or PAUSE verdict (a release manager's, with a reason)."""
+        body: dict[str, Any] = {"reason": reason}
+        if override:
+            body["override"] = True
+        return await self.call("POST", f"/api/rollouts/{rollout_id}/{command}", json=body)
 
     async def decision(self, rollout_id: str) -> dict[str, Any] | None:
         """The gates' decision on the current ring (nothing is stored); None when no ring is deployed."""

@@ -34,6 +34,9 @@ FAILURE_RING = "ring_5"
 DISASTER_RATE = 0.03
 MINOR_RATE = 0.01
 PAUSE_REASON = "Investigating network latency"
+OVERRIDE_REASON = (
+    "Rehearsal: {ring} is healthy and installed; the rest of its bake is skipped to reach the next ring."
+)
 RESUME_REASON = "Issue resolved: the failure is cleared and the gates pass again."
 
 ACTIVE, PAUSED, COMPLETED, ROLLED_BACK = "active", "paused", "completed", "rolled_back"
@@ -58,6 +61,8 @@ class Timings:
     bake_minutes: int
     # The plan's gate settings over 000 §6.2's defaults.
     gate_config: Mapping[str, Any]
+    # How many devices of a stage are told to install per minute (the plan's `waves`; empty: all at once).
+    waves: Mapping[str, Any]
     poll_seconds: float
     # manual-pause: how long ring_5 runs healthy before the minor failure, so that the window
     # holds a healthy history and one unlucky check cannot read as critical; and how long the
@@ -86,6 +91,7 @@ class Timings:
                 {"ring": ring, "bake_minutes": self.bake_minutes, "auto_advance": False} for ring in RINGS
             ],
             "gate_config": dict(self.gate_config),
+            "waves": dict(self.waves),
         }
 
     @property
@@ -103,6 +109,8 @@ DEMO = Timings(
     bake_minutes=1,
     # 000 §6.2 as they are: a five-minute window, ten devices before any judgement.
     gate_config={},
+    # ring_100's 600 devices are told in waves of 100, 200, then the rest; the smaller rings at once.
+    waves={"per_minute": 100, "growth": 2.0},
     poll_seconds=2.0,
     settle_seconds=30.0,
     investigate_seconds=15.0,
@@ -137,6 +145,9 @@ FAST = Timings(
         # check of seven, so ten seconds can pass (one run in four) without a single failed boot.
         "consecutive_failures_to_pause": 60,
     },
+    # A wave would hold every ring of a 60-device fleet for a minute: the tests time the gates, and
+    # the waves have their own tests.
+    waves={},
     poll_seconds=1.0,
     settle_seconds=20.0,
     investigate_seconds=2.0,
@@ -184,6 +195,8 @@ def plan_matches(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     for have, want in zip(stages, wanted["stages"], strict=True):
         if any(have.get(key) != value for key, value in want.items()):
             return False
+    if (stored.get("waves") or {}) != dict(wanted["waves"]):
+        return False
     gates = stored.get("gate_config") or {}
     return all(gates.get(key) == value for key, value in wanted["gate_config"].items()) and not (
         set(gates) - set(wanted["gate_config"])

@@ -27,9 +27,15 @@ def plan_text(plan: Mapping[str, Any]) -> str:
     """A plan in one line: its rings, bakes and gate settings."""
     stages = plan["stages"]
     gates = ", ".join(f"{key} {value}" for key, value in plan["gate_config"].items()) or "000 §6.2's gates"
+    waves = plan.get("waves") or {}
+    told = (
+        f"{waves['per_minute']} devices told per minute (×{waves.get('growth', 1):g} each minute)"
+        if waves
+        else "every device of a ring told at once"
+    )
     return (
         f"{' → '.join(stage['ring'] for stage in stages)}, {stages[0]['bake_minutes']}-minute bakes, "
-        f"promoted by hand; {gates}"
+        f"{told}, promoted by hand; {gates}"
     )
 
 

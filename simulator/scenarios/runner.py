@@ -1,8 +1,9 @@
 """The three demo scenarios of 000 §11, played unattended against a running SafeRoll (SPEC §12, §15).
 
     happy         a healthy release, promoted ring by ring by a release manager whenever the gates
-                  say PROMOTE (and the ring has baked), until SafeRoll completes it after the last ring.
-    disaster      pilot passes and is promoted to ring_5; ring_5 then crashes (`inject ring_5 0.03`)
+                  say PROMOTE (once the ring has baked), until SafeRoll completes it after the last ring.
+    disaster      pilot passes and is promoted to ring_5 before its bake is over (an override with a
+                  reason); ring_5 then crashes (`inject ring_5 0.03`)
                   and SafeRoll — not the script — rolls back; nobody outside pilot and ring_5 ever
                   received the bad release.
     manual-pause  in ring_5 a minor failure (`inject ring_5 0.01`) makes the gates say PAUSE; the
@@ -39,6 +40,7 @@ from simulator.scenarios.presets import (
     HAPPY,
     MANUAL_PAUSE,
     MINOR_RATE,
+    OVERRIDE_REASON,
     PAUSE,
     PAUSE_REASON,
     PAUSED,
@@ -194,7 +196,8 @@ class ScenarioRunner(RolloutWatch):
             self._note("scenario", None, f"Plan {wanted['name']} created: {plan_text(wanted)}.")
         elif not plan_matches(stored, wanted):
             await self.api.update_plan(
-                wanted["name"], {"stages": wanted["stages"], "gate_config": wanted["gate_config"]}
+                wanted["name"],
+                {"stages": wanted["stages"], "gate_config": wanted["gate_config"], "waves": wanted["waves"]},
             )
             self._note(
                 "scenario", None, f"Plan {wanted['name']} set back to the scenario's: {plan_text(wanted)}."
@@ -252,7 +255,8 @@ class ScenarioRunner(RolloutWatch):
         await self._drive_to_completion()
 
     async def _disaster(self) -> None:
-        await self._promote_when_ready("pilot")
+        # The bad release is to meet ring_5 without waiting out the pilot's bake: promoted anyway.
+        await self._promote_when_ready("pilot", override_bake=True)
         self._inject(DISASTER_RATE)
         await self._until(
             "SafeRoll to roll the rollout back", self.timings.reaction_timeout, self._rolled_back
@@ -312,8 +316,9 @@ class ScenarioRunner(RolloutWatch):
             return await self._command("resume", RESUME_REASON)
         return None
 
-    async def _ready(self, ring: str) -> dict[str, Any]:
-        """Wait until the rollout is active in `ring`, its gates say PROMOTE and it has baked."""
+    async def _ready(self, ring: str, *, before_bake: bool = False) -> dict[str, Any]:
+        """Wait until the rollout is active in `ring` and its gates say PROMOTE (which they say
+        only once the ring has baked), or with `before_bake` until only the bake is left."""
 
         async def ready() -> dict[str, Any] | None:
             detail = await self._look()
@@ -321,7 +326,9 @@ class ScenarioRunner(RolloutWatch):
             if detail["status"] != ACTIVE or detail["current_ring"] != ring:
                 raise ScenarioFailed(f"The rollout left {ring} unexpectedly: it is {detail['state']}.")
             decision = await self._gates(detail)
-            return detail if decision and decision["action"] == PROMOTE and self._baked(detail) else None
+            if decision and decision["action"] == PROMOTE:
+                return detail
+            return detail if before_bake and self._only_baking(decision) else None
 
         detail = self.detail or await self._look()
         return await self._until(f"{ring} to pass its gates", self._ring_deadline(detail), ready)
@@ -356,25 +363,32 @@ class ScenarioRunner(RolloutWatch):
             return False
         if status == PAUSED:
             await self._command("resume", RESUME_REASON)
-        elif current.get("next_ring") and self._baked(current):
+        elif current.get("next_ring"):
             await self._command("promote")
         # At the last ring SafeRoll completes the rollout itself once the ring has baked.
         return False
 
-    async def _promote_when_ready(self, ring: str) -> None:
+    async def _promote_when_ready(self, ring: str, *, override_bake: bool = False) -> None:
         """Promote out of `ring` as the release manager once it is ready. The gates may change
         their mind between our look and the promote (a refused promote is audited and shown):
-        then wait again."""
+        then wait again. With `override_bake`, promote anyway once only the bake is left."""
         while True:
-            await self._ready(ring)
-            if await self._command("promote") is not None:
+            await self._ready(ring, before_bake=override_bake)
+            override = self._only_baking(self.decision)
+            reason = OVERRIDE_REASON.format(ring=ring) if override else ""
+            if await self._command("promote", reason, override=override) is not None:
                 return
 
-    async def _command(self, command: str, reason: str = "") -> dict[str, Any] | None:
+    async def _command(
+        self, command: str, reason: str = "", *, override: bool = False
+    ) -> dict[str, Any] | None:
         """A lifecycle command as the release manager; None when SafeRoll refused it (409)."""
         assert self.rollout_id is not None
         try:
-            detail = await self.api.command(self.rollout_id, command, reason)
+            if override:
+                detail = await self.api.command(self.rollout_id, command, reason, override=True)
+            else:
+                detail = await self.api.command(self.rollout_id, command, reason)
         except Conflict:
             # Refused in the rollout's current state: SafeRoll got there first, or the gates
             # changed their mind since our look. The refusal is audited, so it shows in the
@@ -422,7 +436,7 @@ class ScenarioRunner(RolloutWatch):
         with contextlib.suppress(ScenarioFailed):
             await self._until("the exposed devices to roll back", timeout, back)
         states = ((self.detail or {}).get("deployments") or {}).get("by_state") or {}
-        text = f"{states.get('rolled_back', 0)} exposed devices are back on {STABLE_VERSION}"
+        text = f"{states.get('rolled_back', 0)} exposed devices are back on their stable release"
         if states.get("rolling_back"):
             text += f", {states['rolling_back']} still rolling back after {timeout:.0f} s"
         self._note("fleet", None, f"{text}; {states.get('cancelled', 0)} pending deployments were cancelled.")

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from simulator.api import ReleaseManagerApi
-from simulator.scenarios.presets import ACTIVE, PAUSED, ROLLBACK_ACTIONS, ROLLED_BACK, Timings
+from simulator.scenarios.presets import ACTIVE, PAUSED, ROLLBACK_ACTIONS, ROLLED_BACK, WAIT, Timings
 from simulator.timeline import Timeline
 
 T = TypeVar("T")
@@ -116,12 +116,22 @@ class RolloutWatch:
             )
             raise ScenarioFailed(f"The rollout was rolled back: {last.get('reason', 'no reason given')}")
 
-    def _baked(self, detail: Mapping[str, Any]) -> bool:
-        """Whether the current ring has run for its stage's bake time (server clock)."""
-        started = detail.get("stage_started_at")
-        if not started:
+    def _only_baking(self, decision: Mapping[str, Any] | None) -> bool:
+        """Whether the gates wait for nothing but the bake: the release is installed, every gate
+        passes on enough devices, and the stage's bake still runs. Then a release manager who must
+        go faster may promote anyway, with a reason (an override)."""
+        if not decision or decision.get("action") != WAIT:
             return False
-        return self.clock() >= self.timeline.to_local(started) + 60 * _bake_minutes(detail)
+        evaluation = decision.get("evaluation") or {}
+        install = evaluation.get("install") or {}
+        bake = evaluation.get("bake") or {}
+        reported = (evaluation.get("health") or {}).get("total_devices", 0)
+        return (
+            bool(install.get("met", True))
+            and all(gate.get("passed") for gate in (evaluation.get("gates") or {}).values())
+            and reported >= self.timings.min_sample
+            and bake.get("remaining_seconds", 0) > 0
+        )
 
     def _ring_deadline(self, detail: Mapping[str, Any]) -> float:
         return self.timings.ring_timeout + 60 * _bake_minutes(detail)

@@ -63,8 +63,12 @@ class FakeSafeRoll:
 
     base_url = "http://saferoll.test"
 
-    def __init__(self, *, gates=lambda fake: "PROMOTE", busy=(), plans=None, autopilot=None):
+    def __init__(
+        self, *, gates=lambda fake: "PROMOTE", busy=(), plans=None, autopilot=None, evaluation=None
+    ):
         self.gates = gates
+        # The evaluation detail the gates' decision carries (install share, bake, gates, health).
+        self.evaluation = evaluation or (lambda fake: {})
         self.busy = list(busy)
         self.releases = {"v2.0": {"version": "v2.0"}}
         self.plans = dict(plans or {})
@@ -106,14 +110,15 @@ class FakeSafeRoll:
         self._event("CREATED", None, None, "Created.", "scenario")
         return self.detail()
 
-    async def command(self, rollout_id, command, reason=""):
-        self.calls.append(("command", command, reason))
+    async def command(self, rollout_id, command, reason="", *, override=False):
+        self.calls.append(("command", command, reason) + (("override",) if override else ()))
         data = self.rollout_data
         status, ring = data["status"], data["ring"]
+        allowed = ("PROMOTE", "WAIT") if override else ("PROMOTE",)
         if command == "start" and status == "created":
             data.update(status="active", ring="pilot")
             self._event("START", None, "pilot", "Deploying.", "scenario")
-        elif command == "promote" and status == "active" and self.gates(self) == "PROMOTE":
+        elif command == "promote" and status == "active" and self.gates(self) in allowed:
             following = RINGS[RINGS.index(ring) + 1]
             data["ring"] = following
             self._event("PROMOTE", ring, following, "All gates passed.", "scenario")
@@ -142,7 +147,7 @@ class FakeSafeRoll:
         if self.rollout_data["status"] not in ("active", "paused"):
             return None
         action = self.gates(self)
-        return {"action": action, "reason": f"gates say {action}", "evaluation": {}}
+        return {"action": action, "reason": f"gates say {action}", "evaluation": self.evaluation(self)}
 
     async def devices_on(self, version):
         return []
@@ -313,6 +318,54 @@ def test_the_disaster_injects_ring_5_once_promoted_and_waits_for_saferoll():
     assert fleet.injected == [(0.03, "ring_5")] and fleet.cleared == 1
     assert api.actions == ["CREATED", "START", "PROMOTE", "AUTO_ROLLBACK"]
     assert api.rollout_data["events"][2]["to_ring"] == "ring_5"
+
+
+def test_the_disaster_promotes_the_pilot_anyway_when_only_its_bake_is_left():
+    fleet = FakeFleet()
+
+    def gates(fake):
+        return "WAIT" if fake.rollout_data["ring"] == "pilot" else "PROMOTE"
+
+    def evaluation(fake):
+        return {
+            "install": {"met": True},
+            "bake": {"remaining_seconds": 42},
+            "gates": {"crash_free_rate": {"passed": True}},
+            "health": {"total_devices": QUICK.min_sample},
+        }
+
+    def autopilot(fake):
+        if fleet.injected and fake.rollout_data["status"] == "active":
+            fake.rollout_data["status"] = "rolled_back"
+            fake._event("AUTO_ROLLBACK", fake.rollout_data["ring"], None, "Critical.", "saferoll")
+
+    api = FakeSafeRoll(gates=gates, evaluation=evaluation, autopilot=autopilot)
+
+    result = run(DISASTER, api, fleet)
+
+    assert result.error is None
+    promote = [call for call in api.calls if call[:2] == ("command", "promote")]
+    assert len(promote) == 1 and promote[0][3] == "override"
+    assert promote[0][2].startswith("Rehearsal: pilot is healthy")
+    assert api.actions == ["CREATED", "START", "PROMOTE", "AUTO_ROLLBACK"]
+
+
+def test_it_waits_for_the_bake_when_the_pilot_is_still_installing():
+    fleet = FakeFleet()
+    api = FakeSafeRoll(
+        gates=lambda fake: "WAIT",
+        evaluation=lambda fake: {
+            "install": {"met": False},
+            "bake": {"remaining_seconds": 60},
+            "health": {"total_devices": QUICK.min_sample},
+        },
+    )
+
+    result = run(DISASTER, api, fleet)
+
+    assert result.error.startswith("Timed out")
+    assert not [call for call in api.calls if call[:2] == ("command", "promote")]
+    assert not fleet.injected
 
 
 def test_the_disaster_fails_at_once_when_saferoll_pauses_instead():
