@@ -63,9 +63,7 @@ class FakeSafeRoll:
 
     base_url = "http://saferoll.test"
 
-    def __init__(
-        self, *, gates=lambda fake: "PROMOTE", busy=(), plans=None, autopilot=None, evaluation=None
-    ):
+    def __init__(self, *, gates=lambda fake: "PROMOTE", busy=(), plans=None, autopilot=None, evaluation=None):
         self.gates = gates
         # The evaluation detail the gates' decision carries (install share, bake, gates, health).
         self.evaluation = evaluation or (lambda fake: {})
