@@ -47,11 +47,12 @@ class PlanSerializer(serializers.ModelSerializer):
     retries = serializers.JSONField(
         required=False, default=dict, help_text='{"count": 2, "backoff_seconds": 60}; empty: no retry.'
     )
+    # No default: the stubs allow only a mapping, and a plan created without windows gets none.
     maintenance_windows = serializers.JSONField(
         required=False,
-        default=list,
         help_text='[{"region"?: name, "site"?: name, "time_zone": "Europe/Berlin", "start": "02:00", '
-        '"end": "05:00", "weekdays"?: ["mon", ...]}]',
+        '"end": "05:00", "weekdays"?: ["mon", ...]}]; site over region over the whole fleet; '
+        "an end before the start spans midnight; weekdays default to every day.",
     )
 
     class Meta:
