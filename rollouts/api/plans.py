@@ -35,7 +35,9 @@ class PlanSerializer(serializers.ModelSerializer):
         models.TimeField: TimeOfDayField,
     }
     stages = serializers.JSONField(
-        help_text='[{"ring": "pilot", "bake_minutes": 2, "auto_advance": true, "cohort"?: name, "rings"?: [...]}]'
+        help_text='[{"ring": "pilot", "bake_minutes": 2, "auto_advance": true, "cohort"?: name, "rings"?: [...], '
+        '"region"?: name}]; with a region a stage deploys only that region\'s devices, so a fleet ring may '
+        "appear once per region (a stage without one covers every region)."
     )
     gate_config = serializers.JSONField(
         required=False, default=dict, help_text="Gate settings; see effective_gate_config for every key."

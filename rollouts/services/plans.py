@@ -393,8 +393,11 @@ def _clean_time_zone(where: str, name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise bad_input(f"{where} needs a time_zone such as 'Europe/Berlin'.", field="maintenance_windows")
     try:
+        # "localtime" is whatever zone the server runs in, not the place's.
+        if name == "localtime":
+            raise ValueError(name)
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise bad_input(
             f"{where}: {name!r} is not a time zone; use an IANA name such as 'Europe/Berlin'.",
             field="maintenance_windows",
