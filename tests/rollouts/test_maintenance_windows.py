@@ -79,6 +79,11 @@ def test_a_release_manager_sets_windows_and_the_change_is_audited(release_manage
             "Maintenance window 1: '../../etc/passwd' is not a time zone; use an IANA name such as "
             "'Europe/Berlin'.",
         ),
+        # The server's own zone, not the place's.
+        (
+            {**BERLIN_NIGHTS, "time_zone": "localtime"},
+            "Maintenance window 1: 'localtime' is not a time zone; use an IANA name such as 'Europe/Berlin'.",
+        ),
         (
             {**BERLIN_NIGHTS, "weekdays": ["mon", "funday"]},
             "Maintenance window 1: 'funday' is not a weekday; use mon, tue, wed, thu, fri, sat, sun.",
