@@ -161,11 +161,15 @@ class RolloutPlanAdminForm(forms.ModelForm):
             "gate_config",
             "activation_window_start",
             "activation_window_end",
+            "maintenance_windows",
             "is_default",
         ]
         help_texts = {
             "stages": 'A list like [{"ring": "pilot", "bake_minutes": 2, "auto_advance": true}, ...].',
             "gate_config": "Thresholds by name (see rollouts.gates.GateConfig); missing keys take the defaults.",
+            "maintenance_windows": 'A list like [{"region": "eu-west", "time_zone": "Europe/Paris", "start": '
+            '"02:00", "end": "05:00", "weekdays": ["mon", "tue"]}]; "site" instead of "region", or neither '
+            "for the whole fleet.",
         }
 
     def clean_stages(self):
@@ -177,6 +181,12 @@ class RolloutPlanAdminForm(forms.ModelForm):
     def clean_gate_config(self):
         try:
             return plans.plan_clean_gate_config(self.cleaned_data.get("gate_config"))
+        except ServiceRefused as exc:
+            raise ValidationError(exc.message) from None
+
+    def clean_maintenance_windows(self):
+        try:
+            return plans.plan_clean_maintenance_windows(self.cleaned_data.get("maintenance_windows"))
         except ServiceRefused as exc:
             raise ValidationError(exc.message) from None
 
@@ -220,6 +230,7 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
                 description=data.get("description", ""),
                 activation_window_start=data.get("activation_window_start"),
                 activation_window_end=data.get("activation_window_end"),
+                maintenance_windows=data.get("maintenance_windows"),
                 is_default=data.get("is_default", False),
             )
         adopt(obj, saved)

@@ -35,7 +35,9 @@ class PlanSerializer(serializers.ModelSerializer):
         models.TimeField: TimeOfDayField,
     }
     stages = serializers.JSONField(
-        help_text='[{"ring": "pilot", "bake_minutes": 2, "auto_advance": true, "cohort"?: name, "rings"?: [...]}]'
+        help_text='[{"ring": "pilot", "bake_minutes": 2, "auto_advance": true, "cohort"?: name, "rings"?: [...], '
+        '"region"?: name}]; with a region a stage deploys only that region\'s devices, so a fleet ring may '
+        "appear once per region (a stage without one covers every region)."
     )
     gate_config = serializers.JSONField(
         required=False, default=dict, help_text="Gate settings; see effective_gate_config for every key."
@@ -47,11 +49,12 @@ class PlanSerializer(serializers.ModelSerializer):
     retries = serializers.JSONField(
         required=False, default=dict, help_text='{"count": 2, "backoff_seconds": 60}; empty: no retry.'
     )
+    # No default: the stubs allow only a mapping, and a plan created without windows gets none.
     maintenance_windows = serializers.JSONField(
         required=False,
-        default=list,
         help_text='[{"region"?: name, "site"?: name, "time_zone": "Europe/Berlin", "start": "02:00", '
-        '"end": "05:00", "weekdays"?: ["mon", ...]}]',
+        '"end": "05:00", "weekdays"?: ["mon", ...]}]; site over region over the whole fleet; '
+        "an end before the start spans midnight; weekdays default to every day.",
     )
 
     class Meta:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
+from rollouts.maintenance import device_windows, windows_activation_start
 from rollouts.models import DeviceDeployment, Release, Rollout
 from saferoll.core.errors import ServiceRefused, bad_input, not_found
 
@@ -83,6 +84,16 @@ def activation_start(
     return start_today if start_today > now_utc else start_today + dt.timedelta(days=1)
 
 
+def device_activation_start(*, device: Device, rollout: Rollout, now: dt.datetime) -> dt.datetime | None:
+    """When the device may activate: under the maintenance windows of its site, else of its region,
+    else of the whole fleet (rollouts.maintenance), each in its own time zone; under the rollout's
+    daily UTC window when none of them applies. None: now."""
+    windows = device_windows(rollout.maintenance_windows or [], site=device.site, region=device.region)
+    if windows:
+        return windows_activation_start(windows, now)
+    return activation_start(rollout.activation_window_start, rollout.activation_window_end, now)
+
+
 def device_steering_deployment(device: Device) -> DeviceDeployment | None:
     """The device's newest live deployment in a rollout that still steers it."""
     return (
@@ -122,9 +133,7 @@ def device_desired_state(*, device: Device, now: dt.datetime | None = None) -> D
             deployment=deployment,
             release=release,
             activate=True,
-            activate_after=activation_start(
-                rollout.activation_window_start, rollout.activation_window_end, now
-            ),
+            activate_after=device_activation_start(device=device, rollout=rollout, now=now),
         )
     if rollout.status == RolloutStatus.PAUSED and deployment.state != DeploymentState.PENDING:
         # A device that already started may finish downloading, but not activate (002 B4);
@@ -267,6 +276,8 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
         candidates = Device.objects.filter(memberships__cohort=cohort)
     else:
         candidates = Device.objects.filter(ring__in=stage.get("rings") or [ring])
+    if stage.get("region"):
+        candidates = candidates.filter(region=stage["region"])
     candidates = candidates.exclude(deployments__rollout=rollout)
     # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
     # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
@@ -318,6 +329,8 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     }
     if stage.get("cohort"):
         counts["cohort"] = stage["cohort"]
+    if stage.get("region"):
+        counts["region"] = stage["region"]
     return counts
 
 

@@ -9,10 +9,13 @@ once stored, a plan belongs to the release managers.
 
 import datetime as dt
 from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from devices.models import Device
+from rollouts import maintenance
 from rollouts.choices import RESERVED_RING_NAMES
 from rollouts.gates import GateConfig
 from rollouts.models import Rollout, RolloutPlan
@@ -174,12 +177,14 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
 
     A stage: `ring` (its name, unique in the plan), `bake_minutes` (≥ 0, default 0), `auto_advance`
     (default false), and optionally `cohort` (deploy to that cohort's members instead of a ring's
-    devices) or `rings` (deploy to the devices of several fleet rings at once)."""
+    devices) or `rings` (deploy to the devices of several fleet rings at once), and `region` (deploy
+    only the devices of that region, so a ring can be rolled out region after region)."""
     if not isinstance(stages, list) or not stages:
         raise bad_input("A plan needs at least one stage.", field="stages")
     cleaned: list[dict[str, Any]] = []
     names: set[str] = set()
-    fleet_rings: set[str] = set()
+    # Fleet ring → the regions stages already deployed it in (None: a stage without a region).
+    deployed: dict[str, set[str | None]] = {}
     for number, stage in enumerate(stages, start=1):
         where = f"Stage {number}"
         if not isinstance(stage, dict):
@@ -223,28 +228,71 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
             if not isinstance(rings, list) or not rings or not all(isinstance(r, str) and r for r in rings):
                 raise bad_input(f"{where}: rings must be a list of fleet ring names.", field="stages")
             clean["rings"] = covered = list(rings)
-        twice = sorted(fleet_rings.intersection(covered))
-        if twice:
-            raise bad_input(f"{where} deploys to {', '.join(twice)} a second time.", field="stages")
-        fleet_rings.update(covered)
+        region = _clean_stage_region(where, stage.get("region"))
+        if region is not None:
+            clean["region"] = region
+        _check_deployed_once(where, covered, region, deployed)
         if stage.get("description"):
             clean["description"] = str(stage["description"])
         cleaned.append(clean)
     return cleaned
 
 
+def _clean_stage_region(where: str, region: Any) -> str | None:
+    """A stage's region, which some device of the fleet must be in: a misspelt region would
+    otherwise make a stage that deploys nothing and passes its gates on no data."""
+    if region is None:
+        return None
+    if not isinstance(region, str) or not region.strip():
+        raise bad_input(f"{where}: region must be the name of a region of the fleet.", field="stages")
+    region = region.strip()
+    if not Device.objects.filter(region=region).exists():
+        known = ", ".join(fleet_regions()) or "none (no device has a region)"
+        raise bad_input(
+            f"{where}: no device is in region {region!r}; known regions: {known}.", field="stages"
+        )
+    return region
+
+
+def fleet_regions() -> list[str]:
+    """The regions the fleet's devices are in, by name."""
+    regions = Device.objects.exclude(region="").order_by("region").values_list("region", flat=True)
+    return list(regions.distinct())
+
+
+def _check_deployed_once(
+    where: str, covered: list[str], region: str | None, deployed: dict[str, set[str | None]]
+) -> None:
+    """A fleet ring is deployed once per region, or once for the whole fleet: a stage without a
+    region covers every region, so it overlaps any regional stage of the same ring."""
+    twice = sorted(
+        ring
+        for ring in covered
+        if ring in deployed and (region is None or None in deployed[ring] or region in deployed[ring])
+    )
+    if twice:
+        place = f" in region {region}" if region is not None else ""
+        raise bad_input(f"{where} deploys to {', '.join(twice)}{place} a second time.", field="stages")
+    for ring in covered:
+        deployed.setdefault(ring, set()).add(region)
+
+
 def _check_storable(where: str, stage: dict) -> None:
     """PostgreSQL's JSON cannot hold a NUL character or half of a surrogate pair, which a JSON
     request can carry (as \\u0000 or \\udcff): the stage is refused instead of failing to save."""
-    texts = [stage.get("ring"), stage.get("cohort"), stage.get("description")]
+    texts = [stage.get("ring"), stage.get("cohort"), stage.get("region"), stage.get("description")]
     if isinstance(stage.get("rings"), list):
         texts.extend(stage["rings"])
     for text in texts:
-        if isinstance(text, str) and ("\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)):
+        if isinstance(text, str) and _unstorable(text):
             raise bad_input(
                 f"{where} contains a character a plan cannot store (NUL or an unpaired surrogate).",
                 field="stages",
             )
+
+
+def _unstorable(text: str) -> bool:
+    return "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def plan_clean_gate_config(gate_config: Any) -> dict[str, Any]:
@@ -270,9 +318,107 @@ def plan_clean_retries(retries: Any) -> dict[str, Any]:
     return dict(retries or {})
 
 
+_WINDOW_KEYS = {"region", "site", "time_zone", "start", "end", "weekdays"}
+# Far more than a fleet's sites; a bound keeps each device's poll from weighing an endless list.
+MAX_MAINTENANCE_WINDOWS = 200
+
+
 def plan_clean_maintenance_windows(windows: Any) -> list[dict[str, Any]]:
-    """When the devices of a site or region may activate, in their own time zone."""
-    return list(windows or [])
+    """When the devices of a site or region may activate, in their own time zone (rollouts.maintenance).
+
+    A window: `site` or `region` (at most one; neither: the whole fleet), `time_zone` (IANA),
+    `start` and `end` ("HH:MM" local; an end before the start spans midnight) and optionally
+    `weekdays` (mon … sun, default every day)."""
+    if windows is None:
+        return []
+    if not isinstance(windows, list):
+        raise bad_input("maintenance_windows must be a list of windows.", field="maintenance_windows")
+    if len(windows) > MAX_MAINTENANCE_WINDOWS:
+        raise bad_input(
+            f"A plan has at most {MAX_MAINTENANCE_WINDOWS} maintenance windows.", field="maintenance_windows"
+        )
+    return [_clean_window(f"Maintenance window {number}", window) for number, window in enumerate(windows, 1)]
+
+
+def _clean_window(where: str, window: Any) -> dict[str, Any]:
+    if not isinstance(window, dict):
+        raise bad_input(
+            f"{where} must be an object with a time zone, a start and an end.", field="maintenance_windows"
+        )
+    unknown = sorted(set(window) - _WINDOW_KEYS)
+    if unknown:
+        raise bad_input(f"{where} has unknown setting(s): {', '.join(unknown)}.", field="maintenance_windows")
+    clean: dict[str, Any] = _clean_window_place(where, window)
+    clean["time_zone"] = _clean_time_zone(where, window.get("time_zone"))
+    for end in ("start", "end"):
+        if maintenance.parse_time_of_day(window.get(end)) is None:
+            raise bad_input(
+                f"{where}: {end} must be a time of day as HH:MM (24-hour).", field="maintenance_windows"
+            )
+        clean[end] = window[end]
+    if clean["start"] == clean["end"]:
+        raise bad_input(
+            f"{where}: start and end are both {clean['start']}; a window needs time between them.",
+            field="maintenance_windows",
+        )
+    if "weekdays" in window:
+        clean["weekdays"] = _clean_weekdays(where, window["weekdays"])
+    return clean
+
+
+def _clean_window_place(where: str, window: dict[str, Any]) -> dict[str, Any]:
+    """The site or region a window is for, which some device must be in (a misspelt one would
+    silently govern nobody); neither is the whole fleet."""
+    given = [scope for scope in maintenance.SCOPES if window.get(scope) is not None]
+    if len(given) > 1:
+        raise bad_input(
+            f"{where} is for a site or for a region, not both; name one, or neither for the whole fleet.",
+            field="maintenance_windows",
+        )
+    if not given:
+        return {}
+    scope = given[0]
+    name = window[scope]
+    if not isinstance(name, str) or not name.strip() or _unstorable(name):
+        raise bad_input(
+            f"{where}: {scope} must be the name of a {scope} of the fleet.", field="maintenance_windows"
+        )
+    name = name.strip()
+    if not Device.objects.filter(**{scope: name}).exists():
+        raise bad_input(f"{where}: no device is in {scope} {name!r}.", field="maintenance_windows")
+    return {scope: name}
+
+
+def _clean_time_zone(where: str, name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise bad_input(f"{where} needs a time_zone such as 'Europe/Berlin'.", field="maintenance_windows")
+    try:
+        # "localtime" is whatever zone the server runs in, not the place's.
+        if name == "localtime":
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise bad_input(
+            f"{where}: {name!r} is not a time zone; use an IANA name such as 'Europe/Berlin'.",
+            field="maintenance_windows",
+        ) from None
+    return name
+
+
+def _clean_weekdays(where: str, weekdays: Any) -> list[str]:
+    """The weekdays in week order, each once."""
+    if not isinstance(weekdays, list) or not weekdays:
+        raise bad_input(
+            f"{where}: weekdays must be a list of days ({', '.join(maintenance.WEEKDAYS)}).",
+            field="maintenance_windows",
+        )
+    for day in weekdays:
+        if day not in maintenance.WEEKDAYS:
+            raise bad_input(
+                f"{where}: {day!r} is not a weekday; use {', '.join(maintenance.WEEKDAYS)}.",
+                field="maintenance_windows",
+            )
+    return [day for day in maintenance.WEEKDAYS if day in weekdays]
 
 
 def _check_window(start: dt.time | None, end: dt.time | None) -> None:

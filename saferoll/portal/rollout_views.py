@@ -30,6 +30,7 @@ from rollouts.services.lifecycle import EmergencyStopActive, emergency_stop_chec
 from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
+from saferoll.portal.plan_views import plan_previews
 from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
 from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, reader_required, refusal_message
 from telemetry.health import RingHealth
@@ -500,7 +501,7 @@ def rollout_action(request: AuthenticatedHttpRequest, rollout_id: str, action: s
 def rollout_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     if not can_act(request.user, "create"):
         raise PermissionDenied("Your role does not allow you to create rollouts.")
-    form = RolloutCreateForm(request.POST or None)
+    form = RolloutCreateForm(request.POST or None, initial={"plan": request.GET.get("plan")})
     if request.method == "POST" and form.is_valid():
         try:
             rollout = lifecycle.rollout_create(
@@ -513,7 +514,8 @@ def rollout_new(request: AuthenticatedHttpRequest) -> HttpResponse:
                 request, f"Rollout of {rollout.release.version} created. Start it when you are ready."
             )
             return redirect("portal:rollout-detail", rollout.rollout_id)
-    return render(request, "rollouts/new.html", {"form": form, "has_releases": Release.objects.exists()})
+    context = {"form": form, "has_releases": Release.objects.exists(), **plan_previews(form["plan"].value())}
+    return render(request, "rollouts/new.html", context)
 
 
 # --- releases ----------------------------------------------------------------------------------

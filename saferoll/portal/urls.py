@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from saferoll.portal import device_views, rollout_views
+from saferoll.portal import device_views, plan_views, rollout_views
 from saferoll.portal import views as portal_views
 
 app_name = "portal"
@@ -28,6 +28,8 @@ urlpatterns = [
         name="rollout-action",
     ),
     path("releases", rollout_views.release_list, name="release-list"),
+    path("plans", plan_views.plan_list, name="plan-list"),
+    path("plans/<str:name>", plan_views.plan_detail, name="plan-detail"),
     path("incidents", rollout_views.incident_list, name="incident-list"),
     path("incidents/open", rollout_views.incident_open, name="incident-open"),
     path("incidents/<int:pk>/resolve", rollout_views.incident_resolve, name="incident-resolve"),
