@@ -17,6 +17,7 @@ from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
 from rollouts.models import DeviceDeployment, Release, Rollout
 from rollouts.waves import wave_minute, waves_released_by
+from saferoll.core.audit import audit_record
 from saferoll.core.errors import ServiceRefused, bad_input, not_found
 
 # Logs a device attaches to a deployment (002 E15) are capped so one device cannot fill the table.
@@ -455,6 +456,7 @@ def _release_due_wave(rollout_id: int, now: dt.datetime) -> int:
     UPDATE. The schedule counts from when the stage (re)started: a resumed stage ramps up again."""
     rollout = (
         Rollout.objects.select_for_update(of=("self",))
+        .select_related("release")
         .filter(pk=rollout_id, status=RolloutStatus.ACTIVE)
         .first()
     )
@@ -481,4 +483,18 @@ def _release_due_wave(rollout_id: int, now: dt.datetime) -> int:
     waiting = stage.filter(state=DeploymentState.PENDING, released_at__isnull=True)
     next_wave = waiting.order_by("device_id").values("pk")[:due]
     # The released_at condition is checked again on the locked rows: a row released meanwhile stays.
-    return waiting.filter(pk__in=next_wave).update(released_at=now)
+    released = waiting.filter(pk__in=next_wave).update(released_at=now)
+    if released:
+        total = counts["released"] + released
+        # In the audit log, not in the rollout's timeline: a wave a minute would drown its transitions.
+        audit_record(
+            actor=None,
+            action="WAVE_RELEASED",
+            obj=rollout,
+            reason=(
+                f"Wave {minute + 1} of {rollout.current_ring}: {released:,} more devices told to install "
+                f"{rollout.release.version} ({total:,} of {counts['targeted']:,} released)."
+            ),
+            changes={"after": {"ring": rollout.current_ring, "wave": minute + 1, "released": total}},
+        )
+    return released
