@@ -90,10 +90,12 @@ class DeploymentSummary:
     by_state: dict[str, int]
     by_ring: dict[str, dict[str, int]]
     fleet: int
+    # Pending again after a failed try that the plan retries: the release reached them already.
+    retrying: int = 0
 
     @property
     def exposed(self) -> int:
-        return sum(self.by_state[state] for state in EXPOSED_STATES)
+        return sum(self.by_state[state] for state in EXPOSED_STATES) + self.retrying
 
     @property
     def targeted(self) -> int:
@@ -155,19 +157,28 @@ def rollout_deployment_summary(rollout: Rollout) -> DeploymentSummary:
         DeviceDeployment.objects.filter(rollout=rollout)
         .order_by()
         .values_list("ring", "state")
-        .annotate(count=Count("id"), released=Count("id", filter=Q(released_at__isnull=False)))
+        .annotate(
+            count=Count("id"),
+            released=Count("id", filter=Q(released_at__isnull=False)),
+            retrying=Count("id", filter=Q(state=DeploymentState.PENDING, attempts__gt=0)),
+        )
     )
     by_state = dict.fromkeys(DeploymentState.values, 0)
     by_ring = {ring: {"targeted": 0, "exposed": 0, "released": 0} for ring in rollout.ring_names}
-    for ring, state, count, released in rows:
+    retrying_total = 0
+    for ring, state, count, released, retrying in rows:
         by_state[state] += count
+        retrying_total += retrying
         ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0, "released": 0})
         ring_counts["targeted"] += count
         # Told to install (its wave came); without waves, every device of a deployed ring.
         ring_counts["released"] += released
         if state in EXPOSED_STATES:
             ring_counts["exposed"] += count
-    return DeploymentSummary(by_state=by_state, by_ring=by_ring, fleet=Device.objects.count())
+        ring_counts["exposed"] += retrying
+    return DeploymentSummary(
+        by_state=by_state, by_ring=by_ring, fleet=Device.objects.count(), retrying=retrying_total
+    )
 
 
 # --- devices with their deployments (the people's device list and detail) ---

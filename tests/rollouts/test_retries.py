@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from rollouts import autopilot
 from rollouts.choices import DeploymentState, RolloutStatus
 from rollouts.models import DeviceDeployment, Rollout, RolloutPlan
-from rollouts.selectors import rollout_signals
+from rollouts.selectors import rollout_deployment_summary, rollout_signals
 from rollouts.services import lifecycle
 from rollouts.services.deployments import device_desired_state, retry_delay
 from saferoll.core.models import AuditEvent
@@ -136,6 +136,10 @@ def test_a_deployment_waiting_for_its_retry_counts_as_exposed_not_failed(retryin
 
     # Exposed: the retried one, the final failure and the activated one; failed: only the final one.
     assert rollout_signals(retrying, "pilot").deployment_failure_rate == pytest.approx(1 / 3)
+    summary = rollout_deployment_summary(retrying)
+    assert summary.exposed == 3
+    assert summary.by_ring["pilot"]["exposed"] == 3
+    assert summary.by_state["pending"] == len(deployments) - 2
 
 
 def test_a_failure_before_any_download_counts_as_a_try(fleet, release, manager):

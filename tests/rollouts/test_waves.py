@@ -14,6 +14,7 @@ from saferoll.core.models import AuditEvent
 from tests.factories import DeviceFactory, RolloutPlanFactory, device_token
 from tests.rollouts.conftest import FLEET
 from tests.rollouts.helpers import report
+from tests.rollouts.test_concurrency import race
 
 pytestmark = pytest.mark.django_db
 
@@ -262,3 +263,23 @@ def test_an_operator_cannot_set_waves(operator, plan):
     assert response.status_code == 403
     plan.refresh_from_db()
     assert plan.waves == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_releasing_at_once_release_one_wave(big_pilot, release, manager):
+    rollout = start_with({"per_minute": 10}, release, manager)
+    later = rollout.stage_started_at + MINUTE
+    counts: list[int] = []
+
+    outcomes = race(
+        rollout,
+        {
+            "first": lambda seen: counts.append(deployments_release_waves(now=later)),
+            "second": lambda seen: counts.append(deployments_release_waves(now=later)),
+        },
+    )
+
+    assert set(outcomes.values()) == {"done"}
+    assert sorted(counts) == [0, 10]
+    assert len(released(rollout)) == 20
+    assert AuditEvent.objects.filter(action="WAVE_RELEASED").count() == 1
