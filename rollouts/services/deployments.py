@@ -492,7 +492,8 @@ def _release_due_wave(rollout_id: int, now: dt.datetime) -> int:
             action="WAVE_RELEASED",
             obj=rollout,
             reason=(
-                f"Wave {minute + 1} of {rollout.current_ring}: {released:,} more devices told to install "
+                f"Wave {minute + 1} of {rollout.current_ring}: {released:,} more "
+                f"device{'s' if released != 1 else ''} told to install "
                 f"{rollout.release.version} ({total:,} of {counts['targeted']:,} released)."
             ),
             changes={"after": {"ring": rollout.current_ring, "wave": minute + 1, "released": total}},
