@@ -20,6 +20,7 @@ from rollouts.choices import (
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
 from rollouts.services import lifecycle
+from rollouts.services.deployments import deployments_fail
 from rollouts.services.emergency import emergency_stop_raise
 from rollouts.signals import autopilot_round_began, evaluation_stored
 from saferoll.core.alerts import alert_raise
@@ -156,23 +157,26 @@ def autopilot_round(*, now: dt.datetime | None = None) -> list[int]:
 
 
 def deployments_fail_stuck(*, now: dt.datetime | None = None) -> int:
-    """A download or activation that has not moved for the step timeout has failed (001 "update stuck")."""
+    """A download or activation that has not moved for the step timeout has failed (001 "update
+    stuck"): it is retried when the rollout's plan has retries left, else failed for good. The
+    number of deployments that failed either way."""
     now = now or timezone.now()
     timeout = settings.SAFEROLL_DEPLOYMENT_STEP_TIMEOUT_SECONDS
-    failed = 0
+    failed = retried = 0
     for state in (DeploymentState.DOWNLOADING, DeploymentState.VERIFIED):
-        # Conditional update: a device report that moved the row on meanwhile wins over the sweep.
-        failed += DeviceDeployment.objects.filter(
-            state=state, state_changed_at__lt=now - dt.timedelta(seconds=timeout)
-        ).update(
-            state=DeploymentState.FAILED,
-            failed_at=now,
-            state_changed_at=now,
-            last_error=f"Stuck in {state} for more than {timeout // 60} minutes.",
+        # Each UPDATE filters again: a device report that moved the row on meanwhile wins over the sweep.
+        final, again = deployments_fail(
+            DeviceDeployment.objects.filter(
+                state=state, state_changed_at__lt=now - dt.timedelta(seconds=timeout)
+            ),
+            error=f"Stuck in {state} for more than {timeout // 60} minutes.",
+            now=now,
         )
-    if failed:
-        logger.warning("failed %d stuck deployments", failed)
-    return failed
+        failed += final
+        retried += again
+    if failed or retried:
+        logger.warning("stuck deployments: %d failed, %d to be retried", failed, retried)
+    return failed + retried
 
 
 def deployments_flag_slow_rollbacks(*, now: dt.datetime | None = None) -> int:

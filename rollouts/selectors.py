@@ -3,14 +3,16 @@ blast radius, and devices shown with their deployments."""
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from devices.models import Device
 from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, IncidentStatus
 from rollouts.gates import GateConfig, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
+from rollouts.waves import wave_minute, waves_sentence
 from telemetry.health import RingHealth
 from telemetry.selectors import SeriesPoint, health_since_targeted, ring_series
 
@@ -46,9 +48,15 @@ def rollout_ring_health(
 
 
 def rollout_signals(rollout: Rollout, ring: str) -> Signals:
-    """Deployment failures in the ring (002 C8) and open Sev1 incidents on the release."""
+    """Deployment failures in the ring (002 C8) and open Sev1 incidents on the release. Only a
+    failure the plan no longer retries counts; a deployment waiting for its retry has been tried,
+    so it counts among the exposed, not the failed."""
     counts = DeviceDeployment.objects.filter(rollout=rollout, ring=ring).aggregate(
-        exposed=Count("id", filter=~Q(state__in=[DeploymentState.PENDING, DeploymentState.CANCELLED])),
+        exposed=Count(
+            "id",
+            filter=~Q(state__in=[DeploymentState.PENDING, DeploymentState.CANCELLED])
+            | Q(state=DeploymentState.PENDING, attempts__gt=0),
+        ),
         failed=Count("id", filter=Q(state__in=[DeploymentState.FAILED, DeploymentState.ROLLED_BACK])),
     )
     failure_rate = counts["failed"] / counts["exposed"] if counts["exposed"] else None
@@ -82,10 +90,12 @@ class DeploymentSummary:
     by_state: dict[str, int]
     by_ring: dict[str, dict[str, int]]
     fleet: int
+    # Pending again after a failed try that the plan retries: the release reached them already.
+    retrying: int = 0
 
     @property
     def exposed(self) -> int:
-        return sum(self.by_state[state] for state in EXPOSED_STATES)
+        return sum(self.by_state[state] for state in EXPOSED_STATES) + self.retrying
 
     @property
     def targeted(self) -> int:
@@ -112,6 +122,34 @@ class DeploymentSummary:
         }
 
 
+def wave_progress(
+    rollout: Rollout, summary: DeploymentSummary, *, now: dt.datetime | None = None
+) -> dict[str, Any] | None:
+    """How far the waves of the current ring have got (from the summary's counts, no query), or
+    None when the rollout has no waves or no ring deployed."""
+    ring = rollout.current_ring
+    if not rollout.waves or not ring or ring not in summary.by_ring:
+        return None
+    counts = summary.by_ring[ring]
+    released, targeted = counts["released"], counts["targeted"]
+    minute = wave_minute(rollout, now or timezone.now())
+    return {
+        "ring": ring,
+        "wave": minute + 1 if minute is not None else None,
+        "released": released,
+        "targeted": targeted,
+        "sentence": waves_sentence(rollout, released=released, targeted=targeted, now=now),
+    }
+
+
+def rollout_retries_waiting(rollout: Rollout) -> dict[str, Any]:
+    """The rollout's failed deployments waiting for their retry, and when the next one is due (one
+    aggregate query)."""
+    return DeviceDeployment.objects.filter(
+        rollout=rollout, state=DeploymentState.PENDING, failed_at__isnull=False
+    ).aggregate(waiting=Count("id"), next_at=Min("released_at"))
+
+
 def rollout_deployment_summary(rollout: Rollout) -> DeploymentSummary:
     """One grouped query over the rollout's deployments, and the fleet count. Every ring of the
     rollout is listed, with zeros until it is deployed."""
@@ -119,17 +157,28 @@ def rollout_deployment_summary(rollout: Rollout) -> DeploymentSummary:
         DeviceDeployment.objects.filter(rollout=rollout)
         .order_by()
         .values_list("ring", "state")
-        .annotate(count=Count("id"))
+        .annotate(
+            count=Count("id"),
+            released=Count("id", filter=Q(released_at__isnull=False)),
+            retrying=Count("id", filter=Q(state=DeploymentState.PENDING, attempts__gt=0)),
+        )
     )
     by_state = dict.fromkeys(DeploymentState.values, 0)
-    by_ring = {ring: {"targeted": 0, "exposed": 0} for ring in rollout.ring_names}
-    for ring, state, count in rows:
+    by_ring = {ring: {"targeted": 0, "exposed": 0, "released": 0} for ring in rollout.ring_names}
+    retrying_total = 0
+    for ring, state, count, released, retrying in rows:
         by_state[state] += count
-        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0})
+        retrying_total += retrying
+        ring_counts = by_ring.setdefault(ring, {"targeted": 0, "exposed": 0, "released": 0})
         ring_counts["targeted"] += count
+        # Told to install (its wave came); without waves, every device of a deployed ring.
+        ring_counts["released"] += released
         if state in EXPOSED_STATES:
             ring_counts["exposed"] += count
-    return DeploymentSummary(by_state=by_state, by_ring=by_ring, fleet=Device.objects.count())
+        ring_counts["exposed"] += retrying
+    return DeploymentSummary(
+        by_state=by_state, by_ring=by_ring, fleet=Device.objects.count(), retrying=retrying_total
+    )
 
 
 # --- devices with their deployments (the people's device list and detail) ---

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from rollouts import autopilot
+from rollouts.services import deployments
 
 
 @shared_task(time_limit=60, soft_time_limit=50)
@@ -12,6 +13,12 @@ def evaluate_active_rollouts() -> int:
     for rollout_id in rollout_ids:
         evaluate_rollout.delay(rollout_id)
     return len(rollout_ids)
+
+
+@shared_task(time_limit=60, soft_time_limit=50)
+def release_waves() -> int:
+    """The devices of rollouts with waves whose turn to install has come."""
+    return deployments.deployments_release_waves()
 
 
 @shared_task(time_limit=60, soft_time_limit=50)

@@ -28,6 +28,12 @@ app.conf.beat_schedule = {
         "task": "rollouts.tasks.evaluate_active_rollouts",
         "schedule": settings.SAFEROLL_AUTOPILOT_PERIOD_SECONDS,
     },
+    # Waves: the next devices of a stage told to install, at the plan's rate per minute. Beside the
+    # autopilot's round, so a wave is never more than a round late.
+    "release-waves": {
+        "task": "rollouts.tasks.release_waves",
+        "schedule": settings.SAFEROLL_AUTOPILOT_PERIOD_SECONDS,
+    },
     # Deployment steps that hang past their timeout fail; slow rollbacks flag their device (002 D11–12).
     "sweep-deployments": {
         "task": "rollouts.tasks.sweep_deployments",

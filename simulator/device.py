@@ -29,6 +29,9 @@ Deployment phases follow the server's steps (SPEC §7, 002 B7):
     install:  DOWNLOADING → VERIFIED → (activate allowed) ACTIVATING → ACTIVATED
               DOWNLOADING → FAILED on a SHA-256 mismatch or a refused download
               ACTIVATING → FAILED on power loss: the device reboots on the old version
+              FAILED → DOWNLOADING when the server says install again (the plan retries it)
+    "none" while the device's wave is not released (or a retry waits out its backoff): it keeps
+    the version it runs and asks again at its next check-in.
     rollback: ROLLING_BACK → ROLLED_BACK, without a download: devices keep the previous image
               (001: "keep previous working version always").
 """
@@ -192,7 +195,9 @@ class SimDevice:
         self.buffer: deque[dict[str, Any]] = deque()
         self.outbox: deque[tuple[str, dict[str, Any]]] = deque()
         self.deployment: Deployment | None = None
-        # Rollouts this device has closed (failed or rolled back): it does not start them again.
+        # Rollouts this device has rolled back: it does not start them again. A failed one it
+        # starts again when the server says install (a retry); a final failure the server answers
+        # with "none".
         self.finished: set[str] = set()
         self.condition = health.HEALTHY
 
@@ -549,6 +554,9 @@ class SimDevice:
         activate_after = parse_time(desired.get("activate_after"))
         current = self.deployment
         if current is not None and current.rollout_id == rollout_id and current.version == version:
+            if current.phase is Phase.FAILED:
+                self._retry(current, desired, now)
+                return
             current.activate, current.activate_after = activate, activate_after
             if current.phase is Phase.ACTIVATING and not activate:
                 # Paused while the activation timer ran: wait for the rollout to resume.
@@ -568,6 +576,15 @@ class SimDevice:
             activate_after=activate_after,
         )
         self._report(rollout_id, "downloading")
+
+    def _retry(self, failed: Deployment, desired: dict[str, Any], now: float) -> None:
+        """Told to install a release whose last try failed: the server retries it (the plan's
+        retry policy, after its backoff). Not while the failure is still on its way to the
+        server, which would read the new download as coming before it."""
+        if any(rollout_id == failed.rollout_id for rollout_id, _ in self.outbox):
+            return
+        self.deployment = None
+        self._on_install(desired, now)
 
     def _on_rollback(self, desired: dict[str, Any], now: float) -> None:
         rollout_id = str(desired.get("rollout_id") or "")
@@ -651,7 +668,6 @@ class SimDevice:
         self.power_loss_armed = False
         self.down_until = now + self.rng.uniform(*REBOOT_SECONDS)
         deployment.phase = Phase.FAILED
-        self.finished.add(deployment.rollout_id)
         error = (
             f"Power lost while activating {deployment.version}; "
             f"rebooted on the previous version {self.version}."
@@ -699,7 +715,6 @@ class SimDevice:
 
     def _fail_deployment(self, deployment: Deployment, error: str) -> None:
         deployment.phase = Phase.FAILED
-        self.finished.add(deployment.rollout_id)
         self._report(deployment.rollout_id, "failed", error=error)
         self.observer.notice(f"{self.device_id}: deployment {deployment.rollout_id} failed: {error}")
 

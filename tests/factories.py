@@ -117,6 +117,8 @@ class DeviceDeploymentFactory(factory.django.DjangoModelFactory):
     device = factory.SubFactory(DeviceFactory)
     ring = factory.LazyAttribute(lambda o: o.device.ring)
     state = DeploymentState.PENDING
+    # Released (told to install) when made, as a stage without waves releases its devices.
+    released_at = factory.LazyFunction(timezone.now)
 
 
 class EvaluationFactory(factory.django.DjangoModelFactory):

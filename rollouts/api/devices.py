@@ -45,6 +45,7 @@ class DeviceDeploymentSerializer(serializers.ModelSerializer):
             "from_version",
             "attempts",
             "last_error",
+            "released_at",
             "created_at",
             "state_changed_at",
             "downloading_at",

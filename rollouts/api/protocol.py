@@ -137,6 +137,10 @@ class DesiredStateView(DeviceView):
 
     @extend_schema(
         summary="What this device should run now",
+        description=(
+            "`none` also while the device's wave of a rollout has not been released yet, or while a "
+            "failed try waits out the plan's retry backoff: the device keeps its version and asks again."
+        ),
         responses={200: DesiredStateSerializer, 429: THROTTLED_RESPONSE},
         auth=DEVICE_AUTH_SCHEMA,
     )

@@ -28,7 +28,7 @@ from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
 from rollouts.models import Release, Rollout, RolloutPlan
 from rollouts.permissions import RolloutPermission
-from rollouts.selectors import rollout_deployment_summary, rollout_health_series
+from rollouts.selectors import rollout_deployment_summary, rollout_health_series, wave_progress
 from rollouts.services import lifecycle
 from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.core.api.pagination import StandardPagination
@@ -126,6 +126,7 @@ class RolloutDetailSerializer(RolloutListSerializer):
     next_ring = serializers.SerializerMethodField()
     blast_radius = serializers.SerializerMethodField()
     deployments = serializers.SerializerMethodField()
+    wave_progress = serializers.SerializerMethodField()
     events = RolloutEventSerializer(many=True, read_only=True)
 
     class Meta(RolloutListSerializer.Meta):
@@ -139,8 +140,11 @@ class RolloutDetailSerializer(RolloutListSerializer):
             "gate_config",
             "activation_window_start",
             "activation_window_end",
+            "waves",
+            "retries",
             "blast_radius",
             "deployments",
+            "wave_progress",
             "events",
         ]
         read_only_fields = fields
@@ -176,6 +180,23 @@ class RolloutDetailSerializer(RolloutListSerializer):
     def get_deployments(self, rollout: Rollout) -> dict[str, Any]:
         summary = self._summary
         return {"by_state": summary.by_state, "by_ring": summary.by_ring}
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "ring": {"type": "string"},
+                "wave": {"type": "integer", "nullable": True},
+                "released": {"type": "integer"},
+                "targeted": {"type": "integer"},
+                "sentence": {"type": "string"},
+            },
+        }
+    )
+    def get_wave_progress(self, rollout: Rollout) -> dict[str, Any] | None:
+        """The current ring's waves released so far; None for a plan without waves."""
+        return wave_progress(rollout, self._summary)
 
 
 class RolloutCreateSerializer(serializers.Serializer):

@@ -10,13 +10,15 @@ import datetime as dt
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
 from rollouts.maintenance import device_windows, windows_activation_start
 from rollouts.models import DeviceDeployment, Release, Rollout
+from rollouts.waves import wave_minute, waves_released_by
+from saferoll.core.audit import audit_record
 from saferoll.core.errors import ServiceRefused, bad_input, not_found
 
 # Logs a device attaches to a deployment (002 E15) are capped so one device cannot fill the table.
@@ -94,6 +96,11 @@ def device_activation_start(*, device: Device, rollout: Rollout, now: dt.datetim
     return activation_start(rollout.activation_window_start, rollout.activation_window_end, now)
 
 
+def deployment_released(deployment: DeviceDeployment, now: dt.datetime) -> bool:
+    """Whether the device may start installing: its wave was released and no retry backoff runs."""
+    return deployment.released_at is not None and deployment.released_at <= now
+
+
 def device_steering_deployment(device: Device) -> DeviceDeployment | None:
     """The device's newest live deployment in a rollout that still steers it."""
     return (
@@ -125,6 +132,10 @@ def device_desired_state(*, device: Device, now: dt.datetime | None = None) -> D
             rollback_version=target.version if target else deployment.from_version,
         )
     if deployment.state not in _INSTALL_STATES:
+        return nothing
+    if deployment.state == DeploymentState.PENDING and not deployment_released(deployment, now):
+        # Its wave has not come yet, or a failed attempt waits out its backoff: the device keeps
+        # the version it runs and asks again later.
         return nothing
     if rollout.status in _INSTALLING_STATUSES:
         return DesiredState(
@@ -199,7 +210,7 @@ def deployment_report(
             f"Rollout {rollout_id} was rolled back: the only step a device may still report is rolled_back.",
             state=deployment.state,
         )
-    if deployment.state == state:
+    if deployment.state == state or _failure_repeated(deployment, state, now):
         return deployment
     allowed_from = DEPLOYMENT_STEPS[state]
     if deployment.state not in allowed_from:
@@ -213,7 +224,14 @@ def deployment_report(
     if state == DeploymentState.DOWNLOADING:
         changes["attempts"] = F("attempts") + 1
     if state == DeploymentState.FAILED:
-        changes["last_error"] = error
+        attempts = deployment.attempts
+        if deployment.state == DeploymentState.PENDING:
+            # A failure before any download is a try too, or such a device would retry forever.
+            attempts += 1
+            changes["attempts"] = F("attempts") + 1
+        changes.update(
+            deployment_failure_changes(retries=rollout.retries, attempts=attempts, error=error, now=now)
+        )
         changes["diagnostics"] = diagnostics
     elif diagnostics:
         changes["diagnostics"] = diagnostics
@@ -222,7 +240,7 @@ def deployment_report(
     moved = DeviceDeployment.objects.filter(pk=deployment.pk, state=deployment.state).update(**changes)
     if not moved:
         deployment.refresh_from_db()
-        if deployment.state == state:
+        if deployment.state == state or _failure_repeated(deployment, state, now):
             return deployment
         raise ServiceRefused(
             f"The deployment changed to {deployment.state} while this report of {state} was being recorded.",
@@ -240,6 +258,70 @@ def deployment_report(
             device.app_version = version
     deployment.refresh_from_db()
     return deployment
+
+
+def _failure_repeated(deployment: DeviceDeployment, state: str, now: dt.datetime) -> bool:
+    """A failure reported again (a retried request) while the retry it caused waits out its
+    backoff is the same failure: it must not use up another retry."""
+    return (
+        state == DeploymentState.FAILED
+        and deployment.state == DeploymentState.PENDING
+        and deployment.failed_at is not None
+        and not deployment_released(deployment, now)
+    )
+
+
+# --- Retries: a failed try goes back to pending after a backoff while the plan allows more ----------
+
+
+def retry_delay(retries: dict[str, Any], attempts: int) -> dt.timedelta | None:
+    """How long to wait before trying again after the `attempts`-th try failed, under the plan's
+    retry policy ({"count", "backoff_seconds"}); None when that failure is final. The wait doubles
+    with each retry: backoff, 2 × backoff, 4 × backoff..."""
+    retry = max(attempts, 1)
+    if retry > retries.get("count", 0):
+        return None
+    return dt.timedelta(seconds=retries.get("backoff_seconds", 0) * 2 ** (retry - 1))
+
+
+def deployment_failure_changes(
+    *, retries: dict[str, Any], attempts: int, error: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The fields a failed try writes, for a device's report and the stuck sweep alike: back to
+    pending, released again after the backoff, while the plan has retries left; else failed for
+    good (only those count in the deployment-failure gate). The error and the time of the failure
+    stay either way, so people see what went wrong."""
+    changes: dict[str, Any] = {"failed_at": now, "state_changed_at": now, "last_error": error}
+    delay = retry_delay(retries, attempts)
+    if delay is None:
+        changes["state"] = DeploymentState.FAILED
+    else:
+        changes["state"] = DeploymentState.PENDING
+        changes["released_at"] = now + delay
+    return changes
+
+
+def deployments_fail(
+    deployments: QuerySet[DeviceDeployment], *, error: str, now: dt.datetime
+) -> tuple[int, int]:
+    """Fail every deployment of `deployments` (a filtered queryset: its filter is applied again by
+    each UPDATE, so a row that moved on meanwhile is left alone). Each is retried or failed for
+    good by its rollout's policy and its attempts. Returns (failed for good, retried)."""
+    groups = list(deployments.order_by().values_list("rollout_id", "attempts").distinct())
+    policies = dict(
+        Rollout.objects.filter(pk__in={rollout_id for rollout_id, _ in groups}).values_list("pk", "retries")
+    )
+    failed = retried = 0
+    for rollout_id, attempts in groups:
+        changes = deployment_failure_changes(
+            retries=policies.get(rollout_id) or {}, attempts=attempts, error=error, now=now
+        )
+        count = deployments.filter(rollout_id=rollout_id, attempts=attempts).update(**changes)
+        if changes["state"] == DeploymentState.FAILED:
+            failed += count
+        else:
+            retried += count
+    return failed, retried
 
 
 @transaction.atomic
@@ -307,6 +389,8 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
         rollout__status=RolloutStatus.COMPLETED,
     ).update(state=DeploymentState.CANCELLED, state_changed_at=timezone.now())
     released_at = timezone.now()
+    # With waves only the first wave may install now; the periodic release brings the others.
+    first_wave = waves_released_by(rollout.waves, 0, len(targets)) if rollout.waves else len(targets)
     DeviceDeployment.objects.bulk_create(
         [
             DeviceDeployment(
@@ -315,9 +399,9 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
                 ring=ring,
                 state=DeploymentState.PENDING,
                 from_version=device.app_version,
-                released_at=released_at,
+                released_at=released_at if index < first_wave else None,
             )
-            for device in targets
+            for index, device in enumerate(targets)
         ],
         batch_size=1000,
     )
@@ -356,3 +440,75 @@ def deployments_roll_back(*, rollout: Rollout, now: dt.datetime) -> tuple[int, i
         state=DeploymentState.CANCELLED, state_changed_at=now
     )
     return rolling_back, cancelled
+
+
+# --- Waves: a stage's devices told to install a few at a time ------------------------------------------
+
+# Devices released more than this before their stage (re)started were released before a pause: the
+# ramp starts again after a resume rather than owing them. The margin covers the moments between
+# the first wave's release and the stage's start, which are written in the same transaction.
+_RESTART_MARGIN = dt.timedelta(seconds=5)
+
+
+def deployments_release_waves(now: dt.datetime | None = None) -> int:
+    """Release the waves that are due in every active rollout with waves; the number of devices
+    released. Safe to run twice or on two workers at once: each rollout is locked while its wave
+    is counted and released, and a release only brings the count up to the schedule."""
+    now = now or timezone.now()
+    rollout_ids = (
+        Rollout.objects.filter(status=RolloutStatus.ACTIVE, stage_started_at__isnull=False)
+        .exclude(waves={})
+        .values_list("pk", flat=True)
+    )
+    return sum(_release_due_wave(rollout_id, now) for rollout_id in rollout_ids)
+
+
+@transaction.atomic
+def _release_due_wave(rollout_id: int, now: dt.datetime) -> int:
+    """Bring the current stage's released devices up to the schedule, in device order, with one
+    UPDATE. The schedule counts from when the stage (re)started: a resumed stage ramps up again."""
+    rollout = (
+        Rollout.objects.select_for_update(of=("self",))
+        .select_related("release")
+        .filter(pk=rollout_id, status=RolloutStatus.ACTIVE)
+        .first()
+    )
+    if rollout is None or not rollout.waves or not rollout.current_ring:
+        return 0
+    minute = wave_minute(rollout, now)
+    if minute is None:
+        return 0
+    assert rollout.stage_started_at is not None
+    earlier = rollout.stage_started_at - _RESTART_MARGIN
+    stage = DeviceDeployment.objects.filter(rollout=rollout, ring=rollout.current_ring)
+    counts = stage.aggregate(
+        targeted=Count("id"),
+        released=Count("id", filter=Q(released_at__isnull=False)),
+        # A retried deployment's released_at moved to its retry; its first download says when it began.
+        before=Count("id", filter=Q(released_at__lt=earlier) | Q(downloading_at__lt=earlier)),
+    )
+    scheduled = counts["before"] + waves_released_by(
+        rollout.waves, minute, counts["targeted"] - counts["before"]
+    )
+    due = scheduled - counts["released"]
+    if due <= 0:
+        return 0
+    waiting = stage.filter(state=DeploymentState.PENDING, released_at__isnull=True)
+    next_wave = waiting.order_by("device_id").values("pk")[:due]
+    # The released_at condition is checked again on the locked rows: a row released meanwhile stays.
+    released = waiting.filter(pk__in=next_wave).update(released_at=now)
+    if released:
+        total = counts["released"] + released
+        # In the audit log, not in the rollout's timeline: a wave a minute would drown its transitions.
+        audit_record(
+            actor=None,
+            action="WAVE_RELEASED",
+            obj=rollout,
+            reason=(
+                f"Wave {minute + 1} of {rollout.current_ring}: {released:,} more "
+                f"device{'s' if released != 1 else ''} told to install "
+                f"{rollout.release.version} ({total:,} of {counts['targeted']:,} released)."
+            ),
+            changes={"after": {"ring": rollout.current_ring, "wave": minute + 1, "released": total}},
+        )
+    return released

@@ -8,7 +8,7 @@ once stored, a plan belongs to the release managers.
 """
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -308,14 +308,86 @@ def plan_clean_gate_config(gate_config: Any) -> dict[str, Any]:
     return dict(gate_config)
 
 
+_WAVE_KEYS = {"per_minute", "growth", "max_per_minute"}
+_RETRY_KEYS = {"count", "backoff_seconds"}
+MAX_RETRIES = 10
+# A day: a longer wait before the first retry is a failure to look at, not to retry.
+MAX_BACKOFF_SECONDS = 24 * 60 * 60
+# Past this a wave would be the whole of any fleet; the bound keeps the growth math finite.
+MAX_WAVE_GROWTH = 10
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
 def plan_clean_waves(waves: Any) -> dict[str, Any]:
-    """How many of a stage's devices are told to install per minute."""
-    return dict(waves or {})
+    """How many of a stage's devices are told to install per minute; empty: the whole stage at once.
+
+    `per_minute` (≥ 1) devices in the stage's first minute, `growth` (≥ 1, default 1: a fixed rate)
+    multiplies the wave each minute after (AWS IoT Jobs' exponentialRate), `max_per_minute` caps it."""
+    if waves is None or waves == {}:
+        return {}
+    if not isinstance(waves, dict):
+        raise bad_input('waves must be an object such as {"per_minute": 50, "growth": 2}.', field="waves")
+    unknown = sorted(set(waves) - _WAVE_KEYS)
+    if unknown:
+        raise bad_input(
+            f"waves has unknown setting(s): {', '.join(map(str, unknown))}; "
+            f"it takes per_minute, growth and max_per_minute.",
+            field="waves",
+        )
+    per_minute = waves.get("per_minute")
+    if not _is_int(per_minute) or per_minute < 1:
+        raise bad_input("waves.per_minute must be a whole number of devices, at least 1.", field="waves")
+    growth = waves.get("growth", 1)
+    if not _is_number(growth) or not 1 <= growth <= MAX_WAVE_GROWTH:
+        raise bad_input(
+            f"waves.growth must be a number from 1 (a fixed rate) to {MAX_WAVE_GROWTH}.", field="waves"
+        )
+    clean: dict[str, Any] = {"per_minute": per_minute, "growth": growth}
+    if "max_per_minute" in waves:
+        cap = waves["max_per_minute"]
+        if not _is_int(cap) or cap < per_minute:
+            raise bad_input(
+                f"waves.max_per_minute must be a whole number of devices, at least per_minute ({per_minute}).",
+                field="waves",
+            )
+        clean["max_per_minute"] = cap
+    return clean
 
 
 def plan_clean_retries(retries: Any) -> dict[str, Any]:
-    """How often, and after how long, a failed deployment is tried again."""
-    return dict(retries or {})
+    """How often, and after how long, a failed deployment is tried again; empty: a failure is final.
+
+    `count` retries (0–10) and `backoff_seconds` (0 to a day) before the first, doubling after each."""
+    if retries is None or retries == {}:
+        return {}
+    if not isinstance(retries, dict):
+        raise bad_input(
+            'retries must be an object such as {"count": 2, "backoff_seconds": 60}.', field="retries"
+        )
+    unknown = sorted(set(retries) - _RETRY_KEYS)
+    if unknown:
+        raise bad_input(
+            f"retries has unknown setting(s): {', '.join(map(str, unknown))}; "
+            f"it takes count and backoff_seconds.",
+            field="retries",
+        )
+    count = retries.get("count")
+    if not _is_int(count) or not 0 <= count <= MAX_RETRIES:
+        raise bad_input(f"retries.count must be a whole number from 0 to {MAX_RETRIES}.", field="retries")
+    backoff = retries.get("backoff_seconds", 0)
+    if not _is_int(backoff) or not 0 <= backoff <= MAX_BACKOFF_SECONDS:
+        raise bad_input(
+            f"retries.backoff_seconds must be a whole number of seconds from 0 to {MAX_BACKOFF_SECONDS} (a day).",
+            field="retries",
+        )
+    return {"count": count, "backoff_seconds": backoff}
 
 
 _WINDOW_KEYS = {"region", "site", "time_zone", "start", "end", "weekdays"}

@@ -69,6 +69,7 @@ def device_detail(request: HttpRequest, device_id: str) -> HttpResponse:
         {
             "device": device,
             "deployments": deployments,
+            "now": now,
             "kpis": kpis,
             "recent_checks": device_recent_checks(device, limit=RECENT_CHECKS),
             "heartbeat_stale": heartbeat_age is None

@@ -24,7 +24,13 @@ from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
 from rollouts.gates import Action, Decision, GateConfig
 from rollouts.models import Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act
-from rollouts.selectors import rollout_deployment_summary, rollout_health_series, rollout_ring_health
+from rollouts.selectors import (
+    rollout_deployment_summary,
+    rollout_health_series,
+    rollout_retries_waiting,
+    rollout_ring_health,
+    wave_progress,
+)
 from rollouts.services import incidents, lifecycle
 from rollouts.services.lifecycle import EmergencyStopActive, emergency_stop_check
 from saferoll.core.errors import ServiceRefused
@@ -371,6 +377,8 @@ def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "gates": _gates(decision, config),
         "steps": _ring_steps(rollout, blast.by_ring),
         "blast": blast,
+        "waves": wave_progress(rollout, blast),
+        "retries_waiting": rollout_retries_waiting(rollout) if rollout.retries else None,
         "events": events,
         "buttons": _action_buttons(rollout, request.user, decision),
         "is_finished": rollout.status in TERMINAL_STATUSES,

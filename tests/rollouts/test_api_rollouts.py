@@ -199,8 +199,8 @@ def test_it_shows_a_rollout_with_its_timeline_blast_radius_and_deployments(viewe
     assert body["deployments"]["by_state"]["activated"] == 20
     assert body["deployments"]["by_state"]["downloading"] == 1
     assert body["deployments"]["by_state"]["pending"] == 11
-    assert body["deployments"]["by_ring"]["ring_5"] == {"targeted": 12, "exposed": 1}
-    assert body["deployments"]["by_ring"]["ring_100"] == {"targeted": 0, "exposed": 0}
+    assert body["deployments"]["by_ring"]["ring_5"] == {"targeted": 12, "exposed": 1, "released": 12}
+    assert body["deployments"]["by_ring"]["ring_100"] == {"targeted": 0, "exposed": 0, "released": 0}
     promote = body["events"][-1]
     assert {key: promote[key] for key in ("action", "from_ring", "to_ring", "reason", "actor")} == {
         "action": "PROMOTE",

@@ -51,8 +51,8 @@ def test_the_deployment_summary_lists_every_ring_and_gives_the_blast_radius_as_s
 
     pilot = len(fleet["pilot"])
     fleet_size = sum(len(devices) for devices in fleet.values())
-    assert summary.by_ring["pilot"] == {"targeted": pilot, "exposed": pilot}
-    assert summary.by_ring["ring_100"] == {"targeted": 0, "exposed": 0}
+    assert summary.by_ring["pilot"] == {"targeted": pilot, "exposed": pilot, "released": pilot}
+    assert summary.by_ring["ring_100"] == {"targeted": 0, "exposed": 0, "released": 0}
     assert summary.blast_radius() == {
         "exposed": pilot,
         "targeted": pilot,

@@ -83,6 +83,9 @@ class FakeServer:
     gateway_batches: list[list[str]] = field(default_factory=list)
     # Gateway batches: store them, then lose the answer this many times.
     lose_batch_answers: int = 0
+    # Failures the plan retries: the desired state keeps saying install after them. A failure
+    # past these is final and the desired state says none, as SafeRoll answers.
+    retries: int = 0
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -209,6 +212,11 @@ class FakeServer:
         if body["state"] in self.conflict_states:
             return httpx.Response(409, json={"error": "not allowed now"})
         self.reports.append((device_id, rollout_id, body))
+        if body["state"] == "failed":
+            if self.retries:
+                self.retries -= 1
+                return httpx.Response(200, json={"state": "pending"})
+            self.desired[device_id] = {"action": "none", "version": ""}
         return httpx.Response(200, json={"state": body["state"]})
 
     # ---- reading ---------------------------------------------------------------------------

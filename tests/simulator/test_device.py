@@ -101,6 +101,34 @@ def test_it_reports_failed_on_a_sha256_mismatch():
     assert server.count("/api/releases/v2.1/artifact") == 1
 
 
+def test_it_tries_a_failed_release_again_when_told_to_install_it_again():
+    server = server_with_release(retries=1)
+    server.artifacts["v2.1"] = b"tampered"
+    device = make_device(server)
+    server.desired["tv-0001"] = install("r1", release("v2.1", ARTIFACT))
+    run(advance(device, T0 + 14))
+    assert server.states("tv-0001") == ["downloading", "failed"]
+    # The plan retries the deployment: at its next check-in the device is told to install again.
+    server.artifacts["v2.1"] = ARTIFACT
+    run(advance(device, T0 + 40))
+    assert server.states("tv-0001") == ["downloading", "failed", "downloading", "verified", "activated"]
+    assert device.version == "v2.1"
+    assert server.count("/api/releases/v2.1/artifact") == 2
+
+
+def test_it_keeps_its_version_while_its_wave_is_not_released():
+    server = server_with_release()
+    device = make_device(server)
+    server.desired["tv-0001"] = {"action": "none", "version": "v2.0"}
+    run(advance(device, T0 + 40))
+    assert device.phase == "idle" and device.version == "v2.0"
+    assert server.states("tv-0001") == []
+    # Its wave comes: the next check-in says install.
+    server.desired["tv-0001"] = install("r1", release("v2.1", ARTIFACT))
+    run(advance(device, T0 + 80))
+    assert server.states("tv-0001") == ["downloading", "verified", "activated"]
+
+
 def test_it_reports_failed_when_the_artifact_is_missing():
     server = FakeServer()
     device = make_device(server)
