@@ -64,7 +64,7 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         if not active and decision.action != Action.ROLLBACK:
             return None
         evaluation = lifecycle.evaluation_store(
-            rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
+            rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT, now=now
         )
         if not _act(rollout, evaluation, config, now):
             # A judgement that changes the rollout is announced with that change (its audit event

@@ -220,7 +220,8 @@ class BakeClock:
 
     @property
     def done(self) -> bool:
-        return self.remaining_seconds <= 0
+        """A stage without a bake has nothing to wait for once its share is met."""
+        return self.minutes <= 0 or self.remaining_seconds <= 0
 
     def to_dict(self) -> dict[str, Any]:
         return {

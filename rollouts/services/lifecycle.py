@@ -145,12 +145,15 @@ def rollout_evaluate(
     return evaluate(health, config, rollout_signals(rollout, ring, config=config, now=now))
 
 
-def evaluation_store(*, rollout: Rollout, decision: Decision, source: str) -> Evaluation:
+def evaluation_store(
+    *, rollout: Rollout, decision: Decision, source: str, now: dt.datetime | None = None
+) -> Evaluation:
     """Keep a judgement, so that anyone can later see why a decision was made. A judgement that
-    finds the stage's installed share met starts the stage's bake, once."""
+    finds the stage's installed share met starts the stage's bake, once, at `now` (the time the
+    judgement was made for)."""
     ring = decision.evaluation.get("ring") or rollout.current_ring or ""
     detail = decision.evaluation
-    started = _bake_start(rollout, ring, detail)
+    started = _bake_start(rollout, ring, detail, now or timezone.now())
     if started is not None:
         detail = {**detail, "bake": {**detail["bake"], "started_at": started.isoformat()}}
     return Evaluation.objects.create(
@@ -163,14 +166,13 @@ def evaluation_store(*, rollout: Rollout, decision: Decision, source: str) -> Ev
     )
 
 
-def _bake_start(rollout: Rollout, ring: str, detail: dict[str, Any]) -> dt.datetime | None:
+def _bake_start(rollout: Rollout, ring: str, detail: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
     """Start the bake of `ring` when the judgement found its installed share met and it has not
     started yet. The update is conditional, so two judgements at once start it once, and only
     while the rollout is still in that ring. Returns the start when this call set it."""
     install = detail.get("install")
     if not install or not install.get("met") or rollout.current_ring != ring:
         return None
-    now = timezone.now()
     started = Rollout.objects.filter(pk=rollout.pk, current_ring=ring, bake_started_at__isnull=True).update(
         bake_started_at=now
     )
@@ -335,7 +337,9 @@ def rollout_promote(
             raise GatesRefused(
                 f"Cannot promote: {decision.action.value}", decision=decision, evaluation=record
             )
-        record = record or evaluation_store(rollout=locked, decision=decision, source=_source(automatic))
+        record = record or evaluation_store(
+            rollout=locked, decision=decision, source=_source(automatic), now=now
+        )
         if override:
             _audit_override(locked, actor=actor, transition=PROMOTE, reason=reason, record=record)
         before, from_ring, next_ring = locked.state, locked.current_ring, locked.next_ring()
@@ -443,7 +447,9 @@ def rollout_resume(
             raise GatesRefused(
                 f"Cannot resume: {decision.action.value}", decision=decision, evaluation=record
             )
-        record = record or evaluation_store(rollout=locked, decision=decision, source=_source(automatic))
+        record = record or evaluation_store(
+            rollout=locked, decision=decision, source=_source(automatic), now=now
+        )
         if override:
             _audit_override(locked, actor=actor, transition=RESUME, reason=reason, record=record)
         before = locked.state
