@@ -568,6 +568,8 @@ TRANSITIONS: dict[str, Transition] = {
     RESUME: rollout_resume,
     ROLLBACK: rollout_rollback,
 }
+# The transitions a person may take past the gates' WAIT or PAUSE verdict, with a reason.
+OVERRIDES = {PROMOTE: rollout_promote, RESUME: rollout_resume}
 
 
 @contextmanager

@@ -208,7 +208,7 @@ def test_it_disables_promote_and_says_why_when_the_gates_do_not_allow_it(page_cl
     )
     button = re.search(r'<button[^>]*data-action="promote"[^>]*>', html).group(0)
     assert "disabled" in button
-    assert "Cannot promote: WAIT — Too little data" in html
+    assert "Cannot promote: WAIT — Installing: 0 of 3 devices run" in html
 
 
 def test_it_tells_a_paused_rollout_must_be_resumed_before_promoting(page_client, rollout_factory):
@@ -343,7 +343,7 @@ def test_it_shows_the_gates_refusal_as_a_visible_error(page_client, rollout_fact
     assert rollout.current_ring == "pilot"
     html = response.content.decode()
     assert 'data-message-level="error"' in html
-    assert "Cannot promote: WAIT — Too little data" in html
+    assert "Cannot promote: WAIT — Installing: 0 of 3 devices run" in html
 
 
 def test_it_refuses_a_decision_taken_on_a_stale_page(page_client, rollout_factory):
