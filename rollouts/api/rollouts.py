@@ -281,7 +281,11 @@ class RolloutDecisionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=[action.value for action in Action])
     reason = serializers.CharField()
     evaluation = serializers.JSONField(
-        help_text="ring, overall, gates (value, threshold, operator, passed), health"
+        help_text=(
+            "ring, overall, gates (value, threshold, operator, passed), health, install (targeted, "
+            "installed, unreachable, incompatible, share, min_share, met) and bake (started_at, minutes, "
+            "remaining_seconds)"
+        )
     )
 
 
