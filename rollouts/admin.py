@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from rollouts.choices import IncidentStatus
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout, RolloutPlan
-from rollouts.permissions import can_act
+from rollouts.permissions import can_act, can_override_gates, override_refusal
 from rollouts.services import incidents, lifecycle, plans, releases
 from saferoll.core.admin import ReadOnlyAdminMixin, ServiceAdminMixin, adopt, pretty_json, refusal_text
 from saferoll.core.errors import ServiceRefused
@@ -298,7 +298,7 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ["rollout_id", "release__version"]
     list_select_related = ["release", "created_by", "plan"]
     date_hierarchy = "created_at"
-    actions = ["start", "promote", "pause", "resume", "rollback"]
+    actions = ["start", "promote", "promote_anyway", "pause", "resume", "resume_anyway", "rollback"]
     inlines = [RolloutEventInline]
     readonly_fields = [
         "rollout_id",
@@ -387,6 +387,9 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def has_rollback_permission(self, request) -> bool:
         return can_act(request.user, "rollback")
 
+    def has_override_permission(self, request) -> bool:
+        return can_override_gates(request.user)
+
     @admin.action(description="Start selected rollouts (deploy to the first ring)", permissions=["start"])
     def start(self, request, queryset):
         return self._transition(request, queryset, "start")
@@ -407,6 +410,20 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def rollback(self, request, queryset):
         return self._ask_reason(request, queryset, "rollback", required=True)
 
+    @admin.action(
+        description="Promote selected rollouts against a WAIT or PAUSE verdict (with a reason)…",
+        permissions=["promote", "override"],
+    )
+    def promote_anyway(self, request, queryset):
+        return self._ask_reason(request, queryset, "promote", required=True, override=True)
+
+    @admin.action(
+        description="Resume selected rollouts against a PAUSE verdict (with a reason)…",
+        permissions=["resume", "override"],
+    )
+    def resume_anyway(self, request, queryset):
+        return self._ask_reason(request, queryset, "resume", required=True, override=True)
+
     _PAST = {
         "start": "Started",
         "promote": "Promoted",
@@ -415,38 +432,51 @@ class RolloutAdmin(ServiceAdminMixin, admin.ModelAdmin):
         "rollback": "Rolled back",
     }
 
-    def _ask_reason(self, request, queryset, action: str, *, required: bool):
-        """An intermediate page asks why before pausing or rolling back; its form posts back here."""
+    def _ask_reason(self, request, queryset, action: str, *, required: bool, override: bool = False):
+        """An intermediate page asks why before pausing, rolling back or overriding the gates; its
+        form posts back here."""
         if request.POST.get("confirm"):
             form = ReasonForm(request.POST, required=required)
             if form.is_valid():
-                return self._transition(request, queryset, action, reason=form.cleaned_data["reason"])
+                return self._transition(
+                    request, queryset, action, reason=form.cleaned_data["reason"], override=override
+                )
         else:
             form = ReasonForm(required=required)
         verb = "roll back" if action == "rollback" else action
+        against = " against the gates" if override else ""
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{verb.capitalize()} rollouts",
-            "question": f"Why {verb} these rollouts? The reason goes into the audit log"
-            + ("." if required else " (optional)."),
+            "title": f"{verb.capitalize()} rollouts{against}",
+            "question": f"Why {verb} these rollouts{against}? The reason goes into the audit log"
+            + (" as an override." if override else "." if required else " (optional)."),
             "rollouts": queryset.select_related("release"),
             "form": form,
-            "action": action,
+            "action": f"{action}_anyway" if override else action,
             "checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "submit_label": f"Yes, {verb}",
+            "submit_label": f"Yes, {verb}{' anyway' if override else ''}",
             "opts": self.model._meta,
         }
         return TemplateResponse(request, _REASON_PAGE, context)
 
-    def _transition(self, request, queryset, action: str, *, reason: str = ""):
+    def _transition(self, request, queryset, action: str, *, reason: str = "", override: bool = False):
         if not can_act(request.user, action):
             self.message_user(request, f"You are not allowed to {action} rollouts.", messages.ERROR)
             return None
-        service = lifecycle.TRANSITIONS[action]
+        if override and not can_override_gates(request.user):
+            self.message_user(request, override_refusal(request.user) or "", messages.ERROR)
+            return None
         done = []
         for rollout in queryset.select_related("release"):
             try:
-                updated = service(rollout=rollout, actor=request.user, reason=reason)
+                if override:
+                    updated = lifecycle.OVERRIDES[action](
+                        rollout=rollout, actor=request.user, reason=reason, override=True
+                    )
+                else:
+                    updated = lifecycle.TRANSITIONS[action](
+                        rollout=rollout, actor=request.user, reason=reason
+                    )
             except ServiceRefused as exc:
                 message = refusal_text(exc)
                 if rollout.rollout_id not in message:

@@ -17,7 +17,7 @@ from rollouts.choices import (
     IncidentStatus,
     RolloutStatus,
 )
-from rollouts.gates import Action, GateConfig
+from rollouts.gates import Action, BakeClock, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
 from rollouts.services import lifecycle
 from rollouts.services.deployments import deployments_fail
@@ -65,7 +65,7 @@ def autopilot_evaluate(*, rollout_id: int, now: dt.datetime | None = None) -> Ev
         if not active and decision.action != Action.ROLLBACK:
             return None
         evaluation = lifecycle.evaluation_store(
-            rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT
+            rollout=rollout, decision=decision, source=EvaluationSource.AUTOPILOT, now=now
         )
         if not _act(rollout, evaluation, config, now):
             # A judgement that changes the rollout is announced with that change (its audit event
@@ -123,13 +123,18 @@ def _act(rollout: Rollout, evaluation: Evaluation, config: GateConfig, now: dt.d
 
 
 def _may_advance(rollout: Rollout, now: dt.datetime) -> bool:
-    """After the stage's bake time: the plan's auto-advance, or completion after the last ring."""
+    """After the stage's bake, which runs from when its installed share was met (the rule a
+    person's promote is held to): the plan's auto-advance, or completion after the last ring."""
     if rollout.current_ring is None:
         return False
     stage = rollout.stage(rollout.current_ring)
-    baked = rollout.stage_started_at is not None and now >= rollout.stage_started_at + dt.timedelta(
-        minutes=stage.get("bake_minutes", 0)
+    bake = BakeClock(
+        ring=rollout.current_ring,
+        minutes=stage.get("bake_minutes", 0),
+        started_at=rollout.bake_started_at,
+        now=now,
     )
+    baked = bake.done
     is_last = rollout.next_ring() is None
     return baked and (is_last or stage.get("auto_advance", False))
 

@@ -28,6 +28,8 @@ class RolloutAction(models.TextChoices):
     AUTO_PROMOTE = "AUTO_PROMOTE"
     AUTO_PAUSE = "AUTO_PAUSE"
     AUTO_ROLLBACK = "AUTO_ROLLBACK"
+    # A person went past the gates' verdict with a reason (a PROMOTE or RESUME follows it).
+    OVERRIDE = "OVERRIDE"
 
 
 class DeploymentState(models.TextChoices):

@@ -7,6 +7,7 @@ rate, the optional KPIs of 002 and the deployment-failure and Sev1 gates come on
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
@@ -24,6 +25,10 @@ CRITICAL_CONFIDENCE_Z = 1.96
 # evaluation of a rollout that froze it.
 MAX_WINDOW_MINUTES = 24 * 60
 MAX_REPORTING_GRACE_SECONDS = 24 * 3600
+# A device silent for a month is unreachable whatever the plan says.
+MAX_UNREACHABLE_MINUTES = 30 * 24 * 60
+# The share of a stage's devices that must run the release before it bakes and promotes.
+DEFAULT_MIN_INSTALLED_SHARE = 0.9
 
 
 class Action(StrEnum):
@@ -61,6 +66,9 @@ class GateConfig:
     block_on_sev1: bool = True
     # Consecutive non-critical failures before the autopilot pauses (002 C8).
     consecutive_failures_to_pause: int = 3
+    # A device of the ring not heard from for this long, and not running the release, counts as
+    # unreachable: shown apart, and left out of the installed share's denominator.
+    unreachable_after_minutes: int = 60
 
     _RATES = (
         "crash_free_min",
@@ -108,6 +116,10 @@ class GateConfig:
             raise ValueError("min_sample must be at least 1.")
         if self.consecutive_failures_to_pause < 1:
             raise ValueError("consecutive_failures_to_pause must be at least 1.")
+        if not 1 <= self.unreachable_after_minutes <= MAX_UNREACHABLE_MINUTES:
+            raise ValueError(
+                f"unreachable_after_minutes must be between 1 and {MAX_UNREACHABLE_MINUTES} (30 days)."
+            )
 
 
 def _check_value(key: str, value: Any, type_name: str) -> Any:
@@ -134,11 +146,132 @@ def _check_value(key: str, value: Any, type_name: str) -> Any:
 
 
 @dataclass(frozen=True)
+class InstallProgress:
+    """How much of a stage runs the release. `targeted` counts the stage's deployments (cancelled
+    ones aside); `unreachable` are those of them not installed whose device has been silent for
+    longer than the plan allows; `incompatible` are devices of the stage's rings whose hardware the
+    release does not support (never targeted). Neither is in the share's denominator."""
+
+    version: str
+    targeted: int
+    installed: int
+    unreachable: int = 0
+    incompatible: int = 0
+    min_share: float = DEFAULT_MIN_INSTALLED_SHARE
+
+    @property
+    def reachable(self) -> int:
+        return max(self.targeted - self.unreachable, 0)
+
+    @property
+    def share(self) -> float | None:
+        """installed / (targeted − unreachable); None when no reachable device was targeted."""
+        return min(self.installed / self.reachable, 1.0) if self.reachable else None
+
+    @property
+    def met(self) -> bool:
+        """A stage with nothing reachable to install on has nothing to wait for."""
+        share = self.share
+        return share is None or share >= self.min_share - 1e-9
+
+    def to_dict(self) -> dict[str, Any]:
+        share = self.share
+        return {
+            "targeted": self.targeted,
+            "installed": self.installed,
+            "unreachable": self.unreachable,
+            "incompatible": self.incompatible,
+            "share": None if share is None else round(share, 4),
+            "min_share": self.min_share,
+            "met": self.met,
+        }
+
+    def describe(self) -> str:
+        """ "4,210 of 50,000 devices run v2.1; 90% needed; 120 unreachable and 30 incompatible not counted"."""
+        text = (
+            f"{self.installed:,} of {self.targeted:,} devices run {self.version}; "
+            f"{_percent(self.min_share)} needed"
+        )
+        apart = [
+            f"{count:,} {label}"
+            for count, label in ((self.unreachable, "unreachable"), (self.incompatible, "incompatible"))
+            if count
+        ]
+        if apart:
+            text += f"; {' and '.join(apart)} not counted"
+        return text
+
+
+@dataclass(frozen=True)
+class BakeClock:
+    """A stage's bake: `minutes` long, running from `started_at` (None until its installed share is
+    met). `remaining_seconds` is what is left at `now`: the whole bake while it has not started."""
+
+    ring: str
+    minutes: float
+    started_at: dt.datetime | None
+    now: dt.datetime
+
+    @property
+    def remaining_seconds(self) -> float:
+        if self.started_at is None:
+            return self.minutes * 60
+        return max(bake_remaining_seconds(self.started_at, self.minutes, self.now), 0.0)
+
+    @property
+    def done(self) -> bool:
+        """A stage without a bake has nothing to wait for once its share is met."""
+        return self.minutes <= 0 or self.remaining_seconds <= 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "minutes": self.minutes,
+            "remaining_seconds": math.ceil(self.remaining_seconds),
+        }
+
+    def describe(self) -> str:
+        """ "Baking: 42 s left of 5 min in ring_5"."""
+        left = human_duration(self.remaining_seconds)
+        return f"Baking: {left} left of {human_duration(self.minutes * 60)} in {self.ring}"
+
+
+def bake_remaining_seconds(started_at: dt.datetime, minutes: float, now: dt.datetime) -> float:
+    """Seconds of the bake still to run at `now` (negative once it is over)."""
+    return (started_at + dt.timedelta(minutes=minutes) - now).total_seconds()
+
+
+def human_duration(seconds: float) -> str:
+    """42 s, 5 min, 4 min 10 s, 2 h, 1 h 30 min, 1 d 2 h: the two largest units that matter."""
+    total = max(math.ceil(seconds), 0)
+    if total < 60:
+        return f"{total} s"
+    units = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+    parts = []
+    for label, size in units:
+        count, total = divmod(total, size)
+        if count:
+            parts.append(f"{count} {label}")
+        if len(parts) == 2 or (parts and not total):
+            break
+        if parts and count == 0:
+            break
+    return " ".join(parts)
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+@dataclass(frozen=True)
 class Signals:
-    """What the gates weigh besides health: deployments of the ring and open incidents."""
+    """What the gates weigh besides health: deployments of the ring, open incidents, how much of
+    the stage runs the release and its bake. No install progress or bake clock: not judged."""
 
     deployment_failure_rate: float | None = None
     open_sev1_incidents: tuple[str, ...] = ()
+    install: InstallProgress | None = None
+    bake: BakeClock | None = None
 
 
 @dataclass(frozen=True)
@@ -206,12 +339,18 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
     elif failing:
         action = Action.PAUSE
         reason = "SLO gates failing but not critical: " + "; ".join(gate.describe() for gate in failing) + "."
+    elif signals.install is not None and not signals.install.met:
+        action = Action.WAIT
+        reason = f"Installing: {signals.install.describe()}."
     elif not enough_data:
         action = Action.WAIT
         reason = (
             f"Too little data: {health.total_devices} of the {config.min_sample} devices needed "
             f"reported in the last {health.window_minutes} minutes."
         )
+    elif signals.bake is not None and not signals.bake.done:
+        action = Action.WAIT
+        reason = f"{signals.bake.describe()}."
     else:
         action = Action.PROMOTE
         reason = f"All {len(gates)} SLO gates passed on {health.total_devices} devices."
@@ -225,6 +364,10 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
     }
     if signals.open_sev1_incidents:
         evaluation["open_sev1_incidents"] = list(signals.open_sev1_incidents)
+    if signals.install is not None:
+        evaluation["install"] = signals.install.to_dict()
+    if signals.bake is not None:
+        evaluation["bake"] = signals.bake.to_dict()
     return Decision(action=action, reason=reason, evaluation=evaluation, health=health)
 
 

@@ -120,6 +120,7 @@ class Rollout(models.Model):
             ("pause_rollout", "Can pause a rollout"),
             ("resume_rollout", "Can resume a rollout"),
             ("rollback_rollout", "Can roll back a rollout"),
+            ("override_gates", "Can promote or resume a rollout against the gates, with a reason"),
         ]
 
     def __str__(self) -> str:

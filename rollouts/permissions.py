@@ -16,6 +16,8 @@ ROLLOUT_ACTION_PERMISSIONS = {
     "resume": "rollouts.resume_rollout",
     "rollback": "rollouts.rollback_rollout",
 }
+# Promoting or resuming against the gates' verdict (never a ROLLBACK), with a reason.
+OVERRIDE_GATES_PERMISSION = "rollouts.override_gates"
 EVALUATION_VIEW_PERMISSION = "rollouts.view_evaluation"
 PLAN_VIEW_PERMISSION = "rollouts.view_rolloutplan"
 PLAN_ACTION_PERMISSIONS = {
@@ -44,6 +46,18 @@ def can_act(user, action: str) -> bool:
             f"Unknown rollout action {action!r}; expected one of {', '.join(ROLLOUT_ACTION_PERMISSIONS)}."
         )
     return _allowed(user, ROLLOUT_ACTION_PERMISSIONS[action])
+
+
+def can_override_gates(user) -> bool:
+    """Whether `user` may promote or resume past a WAIT or PAUSE verdict (release managers)."""
+    return _allowed(user, OVERRIDE_GATES_PERMISSION)
+
+
+def override_refusal(user) -> str | None:
+    """Why `user` may not override the gates, as a sentence, or None when they may."""
+    if can_override_gates(user):
+        return None
+    return "Your role does not allow you to override the gates; a release manager can."
 
 
 def can_view_rollouts(user) -> bool:

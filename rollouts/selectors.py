@@ -5,16 +5,21 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from devices.models import Device
 from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, IncidentStatus
-from rollouts.gates import GateConfig, Signals
+from rollouts.gates import DEFAULT_MIN_INSTALLED_SHARE, BakeClock, GateConfig, InstallProgress, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from rollouts.waves import wave_minute, waves_sentence
 from telemetry.health import RingHealth
-from telemetry.selectors import SeriesPoint, health_since_targeted, ring_series
+from telemetry.selectors import (
+    SeriesPoint,
+    checked_on_version_since_targeted,
+    health_since_targeted,
+    ring_series,
+)
 
 
 def rollout_ring_health(
@@ -47,10 +52,12 @@ def rollout_ring_health(
     )
 
 
-def rollout_signals(rollout: Rollout, ring: str) -> Signals:
-    """Deployment failures in the ring (002 C8) and open Sev1 incidents on the release. Only a
-    failure the plan no longer retries counts; a deployment waiting for its retry has been tried,
-    so it counts among the exposed, not the failed."""
+def rollout_signals(
+    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+) -> Signals:
+    """Deployment failures in the ring (002 C8), open Sev1 incidents on the release, how much of
+    the stage runs the release and the stage's bake. Only a failure the plan no longer retries
+    counts; a deployment waiting for its retry has been tried, so it counts among the exposed."""
     counts = DeviceDeployment.objects.filter(rollout=rollout, ring=ring).aggregate(
         exposed=Count(
             "id",
@@ -63,7 +70,77 @@ def rollout_signals(rollout: Rollout, ring: str) -> Signals:
     sev1 = Incident.objects.filter(
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
-    return Signals(deployment_failure_rate=failure_rate, open_sev1_incidents=tuple(sev1))
+    now = now or timezone.now()
+    return Signals(
+        deployment_failure_rate=failure_rate,
+        open_sev1_incidents=tuple(sev1),
+        install=rollout_install_progress(rollout, ring, config=config, now=now),
+        bake=rollout_bake_clock(rollout, ring, now=now),
+    )
+
+
+def rollout_install_progress(
+    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+) -> InstallProgress:
+    """How much of the stage `ring` runs the release, in two aggregate queries whatever the size of
+    the ring: one over its deployments (targeted, installed, unreachable), one over the devices of
+    its rings the release does not support.
+
+    A device runs the release once its deployment is activated, or once it sent a health check of
+    the release's version since it was targeted (devices that report health only). One that does
+    not and has been silent for longer than the plan's `unreachable_after_minutes` (or never spoke
+    since it was targeted that long ago) is unreachable."""
+    now = now or timezone.now()
+    config = config or GateConfig.from_dict(rollout.gate_config)
+    version = rollout.release.version
+    silent_since = now - dt.timedelta(minutes=config.unreachable_after_minutes)
+    installed = Q(state=DeploymentState.ACTIVATED) | Q(checked_on_version=True)
+    silent = Q(device__last_heartbeat__lt=silent_since) | Q(
+        device__last_heartbeat__isnull=True, created_at__lt=silent_since
+    )
+    counts = (
+        DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
+        .exclude(state=DeploymentState.CANCELLED)
+        .annotate(checked_on_version=checked_on_version_since_targeted(version))
+        .aggregate(
+            targeted=Count("id"),
+            installed=Count("id", filter=installed),
+            unreachable=Count("id", filter=~installed & silent),
+        )
+    )
+    stage = rollout.stage(ring)
+    return InstallProgress(
+        version=version,
+        targeted=counts["targeted"],
+        installed=counts["installed"],
+        unreachable=counts["unreachable"],
+        incompatible=_incompatible_devices(rollout, stage),
+        min_share=stage.get("min_installed_share", DEFAULT_MIN_INSTALLED_SHARE),
+    )
+
+
+def _incompatible_devices(rollout: Rollout, stage: dict) -> int:
+    """Devices the stage would deploy to but whose hardware variant the release does not support
+    (a release that names no variant supports every one)."""
+    supported = rollout.release.compatible_variants.values("pk")
+    if stage.get("cohort"):
+        devices = Device.objects.filter(memberships__cohort__name=stage["cohort"])
+    else:
+        devices = Device.objects.filter(ring__in=stage.get("rings") or [stage["ring"]])
+    # One query: the subquery of supported variants runs inside it, EXISTS answering "any at all".
+    return devices.filter(Exists(supported)).exclude(variant__in=supported).values("pk").distinct().count()
+
+
+def rollout_bake_clock(rollout: Rollout, ring: str, *, now: dt.datetime | None = None) -> BakeClock:
+    """The bake of the stage `ring`: it runs from `bake_started_at`, when the stage's installed
+    share was first met; until then the whole bake is still ahead."""
+    started_at = rollout.bake_started_at if rollout.current_ring == ring else None
+    return BakeClock(
+        ring=ring,
+        minutes=rollout.stage(ring).get("bake_minutes", 0),
+        started_at=started_at,
+        now=now or timezone.now(),
+    )
 
 
 def rollout_health_series(

@@ -126,6 +126,18 @@ def health_since_targeted(
     return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices)
 
 
+def checked_on_version_since_targeted(version: str) -> Exists:
+    """For a query over targetings (rows with a `device_id` and the `created_at` of the
+    targeting): whether the device has sent a health check of `version` since it was targeted,
+    which says it runs that version even when its `activated` report never came. Served by the
+    (device, device_time) index, one probe per targeting."""
+    return Exists(
+        HealthCheck.objects.filter(
+            device_id=OuterRef("device_id"), version=version, received_at__gte=OuterRef("created_at")
+        )
+    )
+
+
 def device_health(device: Device, *, window_minutes: int, now: dt.datetime) -> RingHealth:
     """One device's health over the window, summarized like a ring's (under the device's ring)."""
     checks = HealthCheck.objects.filter(

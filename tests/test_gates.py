@@ -1,8 +1,19 @@
 """The gate engine on its own: every row of the 000 §9.3 decision table, and what SafeRoll adds."""
 
+import datetime as dt
+
 import pytest
 
-from rollouts.gates import Action, GateConfig, Signals, evaluate, wilson_upper_bound
+from rollouts.gates import (
+    Action,
+    BakeClock,
+    GateConfig,
+    InstallProgress,
+    Signals,
+    evaluate,
+    human_duration,
+    wilson_upper_bound,
+)
 from telemetry.health import RingHealth
 
 CONFIG = GateConfig(min_sample=10)
@@ -174,3 +185,113 @@ def test_wilson_bound_stays_within_a_share_and_narrows_with_more_checks():
     assert (
         0.9 < wilson_upper_bound(0.9, 1000) < wilson_upper_bound(0.9, 100) < wilson_upper_bound(0.9, 10) < 1
     )
+
+
+# --- Install share and bake ----------------------------------------------------------------------
+
+NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def installing(installed=50_000, targeted=50_000, unreachable=0, incompatible=0, min_share=0.9):
+    return InstallProgress(
+        version="v2.1",
+        targeted=targeted,
+        installed=installed,
+        unreachable=unreachable,
+        incompatible=incompatible,
+        min_share=min_share,
+    )
+
+
+def baking(minutes=5, started_seconds_ago=None):
+    started = None if started_seconds_ago is None else NOW - dt.timedelta(seconds=started_seconds_ago)
+    return BakeClock(ring="ring_5", minutes=minutes, started_at=started, now=NOW)
+
+
+def test_it_waits_for_the_installed_share_with_the_counts():
+    decision = evaluate(health(), CONFIG, Signals(install=installing(installed=4_210)))
+
+    assert decision.action == Action.WAIT
+    assert decision.reason == "Installing: 4,210 of 50,000 devices run v2.1; 90% needed."
+    assert decision.evaluation["overall"] == "WAIT"
+    assert decision.evaluation["install"] == {
+        "targeted": 50_000,
+        "installed": 4_210,
+        "unreachable": 0,
+        "incompatible": 0,
+        "share": 0.0842,
+        "min_share": 0.9,
+        "met": False,
+    }
+
+
+def test_it_counts_unreachable_and_incompatible_devices_apart():
+    progress = installing(installed=44_900, targeted=50_000, unreachable=120, incompatible=30)
+    decision = evaluate(health(), CONFIG, Signals(install=progress))
+
+    # 44,900 of the 49,880 reachable is 90.02%: the unreachable are out of the denominator.
+    assert progress.share == pytest.approx(44_900 / 49_880)
+    assert decision.action == Action.PROMOTE
+    short = installing(installed=40_000, targeted=50_000, unreachable=120, incompatible=30)
+    assert evaluate(health(), CONFIG, Signals(install=short)).reason == (
+        "Installing: 40,000 of 50,000 devices run v2.1; 90% needed; "
+        "120 unreachable and 30 incompatible not counted."
+    )
+
+
+def test_a_stage_with_nothing_reachable_to_install_on_does_not_wait_for_it():
+    progress = installing(installed=0, targeted=10, unreachable=10)
+    assert progress.share is None
+    assert progress.met
+
+
+def test_failing_gates_come_before_the_install_share_and_critical_ones_before_all():
+    signals = Signals(install=installing(installed=10), bake=baking(started_seconds_ago=None))
+    assert evaluate(health(crash_free=0.985), CONFIG, signals).action == Action.PAUSE
+    assert evaluate(health(crash_free=0.90), CONFIG, signals).action == Action.ROLLBACK
+
+
+def test_the_install_share_comes_before_too_little_data_and_too_little_data_before_the_bake():
+    bake = baking(started_seconds_ago=0)
+    assert evaluate(health(devices=3), CONFIG, Signals(install=installing(installed=1))).reason.startswith(
+        "Installing:"
+    )
+    assert evaluate(health(devices=3), CONFIG, Signals(install=installing(), bake=bake)).reason.startswith(
+        "Too little data"
+    )
+
+
+def test_it_waits_for_the_bake_with_the_time_left():
+    decision = evaluate(health(), CONFIG, Signals(install=installing(), bake=baking(started_seconds_ago=258)))
+
+    assert decision.action == Action.WAIT
+    assert decision.reason == "Baking: 42 s left of 5 min in ring_5."
+    assert decision.evaluation["bake"] == {
+        "started_at": "2026-03-01T11:55:42+00:00",
+        "minutes": 5,
+        "remaining_seconds": 42,
+    }
+
+
+def test_a_bake_that_has_not_started_is_still_all_ahead_and_one_that_is_over_promotes():
+    not_started = evaluate(health(), CONFIG, Signals(install=installing(), bake=baking(minutes=240)))
+    over = evaluate(health(), CONFIG, Signals(install=installing(), bake=baking(started_seconds_ago=301)))
+    no_bake = evaluate(health(), CONFIG, Signals(install=installing(), bake=baking(minutes=0)))
+
+    assert not_started.reason == "Baking: 4 h left of 4 h in ring_5."
+    assert (over.action, no_bake.action) == (Action.PROMOTE, Action.PROMOTE)
+    assert over.evaluation["bake"]["remaining_seconds"] == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 s"), (42, "42 s"), (41.2, "42 s"), (60, "1 min"), (250, "4 min 10 s"), (5400, "1 h 30 min")],
+)
+def test_it_shows_durations_as_people_read_them(seconds, text):
+    assert human_duration(seconds) == text
+
+
+@pytest.mark.parametrize("value", [0, -1, 10**9, 1.5, "60"])
+def test_it_refuses_a_bad_unreachable_after_minutes(value):
+    with pytest.raises(ValueError, match="unreachable_after_minutes"):
+        GateConfig.from_dict({"unreachable_after_minutes": value})

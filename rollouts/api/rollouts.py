@@ -5,6 +5,7 @@ lifecycle commands, and the gate decision.
     GET  /api/rollouts                                   {"rollouts": [...], "count", "next", "previous"}
     GET  /api/rollouts/{rollout_id}
     POST /api/rollouts/{rollout_id}/start|promote|pause|resume|rollback   {"reason"?}
+    POST /api/rollouts/{rollout_id}/promote|resume       {"override": true, "reason"} (release managers)
     GET  /api/rollouts/{rollout_id}/should_promote
     GET  /api/rollouts/{rollout_id}/series?minutes=30&ring=   per-minute health of its devices
 
@@ -19,7 +20,7 @@ from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
@@ -27,8 +28,14 @@ from rollouts.choices import TERMINAL_STATUSES
 from rollouts.filtersets import RolloutFilterSet
 from rollouts.gates import Action, GateConfig
 from rollouts.models import Release, Rollout, RolloutPlan
-from rollouts.permissions import RolloutPermission
-from rollouts.selectors import rollout_deployment_summary, rollout_health_series, wave_progress
+from rollouts.permissions import RolloutPermission, override_refusal
+from rollouts.selectors import (
+    rollout_bake_clock,
+    rollout_deployment_summary,
+    rollout_health_series,
+    rollout_install_progress,
+    wave_progress,
+)
 from rollouts.services import lifecycle
 from saferoll.core.api.fields import NamedObjectField, TimeOfDayField
 from saferoll.core.api.pagination import StandardPagination
@@ -116,6 +123,24 @@ class BlastRadiusSerializer(serializers.Serializer):
     spared = serializers.IntegerField(help_text="Devices of the fleet that did not receive the release.")
 
 
+class InstallProgressSerializer(serializers.Serializer):
+    targeted = serializers.IntegerField(help_text="Deployments of the ring, cancelled ones aside.")
+    installed = serializers.IntegerField(help_text="Devices that run the release.")
+    unreachable = serializers.IntegerField(help_text="Silent for longer than the plan allows; not counted.")
+    incompatible = serializers.IntegerField(help_text="Hardware the release does not support; not counted.")
+    share = serializers.FloatField(allow_null=True, help_text="installed / (targeted - unreachable).")
+    min_share = serializers.FloatField(help_text="The share the stage needs before it bakes and promotes.")
+    met = serializers.BooleanField()
+
+
+class BakeSerializer(serializers.Serializer):
+    started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the installed share was met; null until then."
+    )
+    minutes = serializers.FloatField()
+    remaining_seconds = serializers.IntegerField()
+
+
 class RolloutDetailSerializer(RolloutListSerializer):
     # The activation window's ends are UTC times of day, without an offset.
     serializer_field_mapping = {
@@ -128,6 +153,8 @@ class RolloutDetailSerializer(RolloutListSerializer):
     deployments = serializers.SerializerMethodField()
     wave_progress = serializers.SerializerMethodField()
     events = RolloutEventSerializer(many=True, read_only=True)
+    install = serializers.SerializerMethodField()
+    bake = serializers.SerializerMethodField()
 
     class Meta(RolloutListSerializer.Meta):
         fields = [
@@ -135,6 +162,9 @@ class RolloutDetailSerializer(RolloutListSerializer):
             "created_by",
             "next_ring",
             "stage_started_at",
+            "bake_started_at",
+            "install",
+            "bake",
             "failing_streak",
             "stages",
             "gate_config",
@@ -161,6 +191,22 @@ class RolloutDetailSerializer(RolloutListSerializer):
         # Read once per rollout: the blast radius and the deployments are two views of it.
         self._summary = rollout_deployment_summary(instance)
         return super().to_representation(instance)
+
+    @extend_schema_field(InstallProgressSerializer(allow_null=True))
+    def get_install(self, rollout: Rollout) -> dict[str, Any] | None:
+        """How much of the current ring runs the release; null when no ring is deployed."""
+        if not _judged(rollout):
+            return None
+        assert rollout.current_ring is not None  # _judged says so
+        return rollout_install_progress(rollout, rollout.current_ring).to_dict()
+
+    @extend_schema_field(BakeSerializer(allow_null=True))
+    def get_bake(self, rollout: Rollout) -> dict[str, Any] | None:
+        """The current ring's bake; null when no ring is deployed."""
+        if not _judged(rollout):
+            return None
+        assert rollout.current_ring is not None
+        return rollout_bake_clock(rollout, rollout.current_ring).to_dict()
 
     def get_blast_radius(self, rollout: Rollout) -> dict[str, int]:
         return self._summary.blast_radius()
@@ -199,6 +245,11 @@ class RolloutDetailSerializer(RolloutListSerializer):
         return wave_progress(rollout, self._summary)
 
 
+def _judged(rollout: Rollout) -> bool:
+    """Whether the rollout has a ring the gates judge (active or paused)."""
+    return rollout.status not in TERMINAL_STATUSES and rollout.current_ring is not None
+
+
 class RolloutCreateSerializer(serializers.Serializer):
     version = NamedObjectField(
         slug_field="version",
@@ -217,6 +268,17 @@ class RolloutCreateSerializer(serializers.Serializer):
 
 class RolloutCommandSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class RolloutOverridableCommandSerializer(RolloutCommandSerializer):
+    override = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Release managers only, with a reason: go past a WAIT or PAUSE verdict (install share, "
+            "bake, failing gates), never a ROLLBACK one. Recorded as an OVERRIDE event."
+        ),
+    )
 
 
 class RolloutSeriesQuerySerializer(serializers.Serializer):
@@ -241,7 +303,11 @@ class RolloutDecisionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=[action.value for action in Action])
     reason = serializers.CharField()
     evaluation = serializers.JSONField(
-        help_text="ring, overall, gates (value, threshold, operator, passed), health"
+        help_text=(
+            "ring, overall, gates (value, threshold, operator, passed), health, install (targeted, "
+            "installed, unreachable, incompatible, share, min_share, met) and bake (started_at, minutes, "
+            "remaining_seconds)"
+        )
     )
 
 
@@ -255,8 +321,11 @@ _COMMAND_RESPONSES = {
 }
 
 
-def _command_schema(summary: str):
-    return extend_schema(summary=summary, request=RolloutCommandSerializer, responses=_COMMAND_RESPONSES)
+def _command_schema(summary: str, request=RolloutCommandSerializer):
+    responses = dict(_COMMAND_RESPONSES)
+    if request is RolloutOverridableCommandSerializer:
+        responses[400] = OpenApiResponse(ErrorSerializer, description="An override without a reason.")
+    return extend_schema(summary=summary, request=request, responses=responses)
 
 
 @extend_schema_view(
@@ -326,25 +395,48 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         rollout = service(rollout=rollout, actor=request.user, reason=data.validated_data["reason"], **extra)
         return self._render(rollout)
 
+    def _overridable_command(self, request, service: Callable[..., Rollout]) -> Response:
+        """Promote or resume, past the gates' verdict when asked to by a release manager."""
+        rollout = self.get_object()
+        data = RolloutOverridableCommandSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        override = data.validated_data["override"]
+        if override:
+            refusal = override_refusal(request.user)
+            if refusal:
+                raise PermissionDenied(refusal)
+        rollout = service(
+            rollout=rollout, actor=request.user, reason=data.validated_data["reason"], override=override
+        )
+        return self._render(rollout)
+
     @_command_schema("Start: deploy the first ring")
     @action(detail=True, methods=["post"])
     def start(self, request, rollout_id=None):
         return self._command(request, lifecycle.rollout_start)
 
-    @_command_schema("Promote to the next ring when the gates say PROMOTE (the last ring completes)")
+    @_command_schema(
+        "Promote to the next ring when the gates say PROMOTE (the last ring completes); "
+        "a release manager may override a WAIT or PAUSE verdict with a reason",
+        request=RolloutOverridableCommandSerializer,
+    )
     @action(detail=True, methods=["post"])
     def promote(self, request, rollout_id=None):
-        return self._command(request, lifecycle.rollout_promote)
+        return self._overridable_command(request, lifecycle.rollout_promote)
 
     @_command_schema("Pause an active rollout")
     @action(detail=True, methods=["post"])
     def pause(self, request, rollout_id=None):
         return self._command(request, lifecycle.rollout_pause)
 
-    @_command_schema("Resume a paused rollout in its ring, after a fresh evaluation")
+    @_command_schema(
+        "Resume a paused rollout in its ring, after a fresh evaluation; "
+        "a release manager may override a PAUSE verdict with a reason",
+        request=RolloutOverridableCommandSerializer,
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, rollout_id=None):
-        return self._command(request, lifecycle.rollout_resume)
+        return self._overridable_command(request, lifecycle.rollout_resume)
 
     @_command_schema("Roll back: devices return to the previous stable release")
     @action(detail=True, methods=["post"])

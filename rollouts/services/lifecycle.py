@@ -91,6 +91,7 @@ _STATE_FIELDS = (
     "current_ring",
     "failing_streak",
     "stage_started_at",
+    "bake_started_at",
     "started_at",
     "finished_at",
     "updated_at",
@@ -138,21 +139,47 @@ def rollout_evaluate(
             f"Cannot evaluate {rollout.rollout_id}: it is {describe_state(rollout)}, so no ring is deployed."
         )
     ring = rollout.current_ring
+    now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
     health = rollout_ring_health(rollout, ring, config=config, now=now)
-    return evaluate(health, config, rollout_signals(rollout, ring))
+    return evaluate(health, config, rollout_signals(rollout, ring, config=config, now=now))
 
 
-def evaluation_store(*, rollout: Rollout, decision: Decision, source: str) -> Evaluation:
-    """Keep a judgement, so that anyone can later see why a decision was made."""
+def evaluation_store(
+    *, rollout: Rollout, decision: Decision, source: str, now: dt.datetime | None = None
+) -> Evaluation:
+    """Keep a judgement, so that anyone can later see why a decision was made. A judgement that
+    finds the stage's installed share met starts the stage's bake, once, at `now` (the time the
+    judgement was made for)."""
+    ring = decision.evaluation.get("ring") or rollout.current_ring or ""
+    detail = decision.evaluation
+    started = _bake_start(rollout, ring, detail, now or timezone.now())
+    if started is not None:
+        detail = {**detail, "bake": {**detail["bake"], "started_at": started.isoformat()}}
     return Evaluation.objects.create(
         rollout=rollout,
-        ring=decision.evaluation.get("ring") or rollout.current_ring or "",
+        ring=ring,
         action=decision.action.value,
         reason=decision.reason,
-        detail=decision.evaluation,
+        detail=detail,
         source=source,
     )
+
+
+def _bake_start(rollout: Rollout, ring: str, detail: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
+    """Start the bake of `ring` when the judgement found its installed share met and it has not
+    started yet. The update is conditional, so two judgements at once start it once, and only
+    while the rollout is still in that ring. Returns the start when this call set it."""
+    install = detail.get("install")
+    if not install or not install.get("met") or rollout.current_ring != ring:
+        return None
+    started = Rollout.objects.filter(pk=rollout.pk, current_ring=ring, bake_started_at__isnull=True).update(
+        bake_started_at=now
+    )
+    if not started:
+        return None
+    rollout.bake_started_at = now
+    return now
 
 
 def evaluation_payload(evaluation: Evaluation) -> dict[str, Any]:
@@ -280,11 +307,17 @@ def rollout_promote(
     reason: str = "",
     evaluation: Evaluation | None = None,
     automatic: bool | None = None,
+    override: bool = False,
 ) -> Rollout:
     """The current ring → the next one, only when the gates say PROMOTE; at the last ring the
     rollout completes. `evaluation` is a stored judgement of the current ring to act on (the
-    autopilot's); without one the ring is judged afresh and the judgement stored."""
+    autopilot's); without one the ring is judged afresh and the judgement stored.
+
+    `override` (a person with a reason; whoever calls checks that the person may) promotes on a
+    WAIT or PAUSE verdict too, skipping the install share and the bake, and records an OVERRIDE
+    event with the judgement it overrode. A ROLLBACK verdict is never overridden."""
     automatic = actor is None if automatic is None else automatic
+    _check_override(override, actor=actor, reason=reason)
     action = _automatic_action(RolloutAction.PROMOTE, automatic)
     with _transition(
         rollout,
@@ -294,14 +327,21 @@ def rollout_promote(
         reason=reason,
         automatic=automatic,
         spreads="promote a rollout",
+        override=override,
     ) as locked:
         now = timezone.now()
         decision, record = _judge(rollout=locked, evaluation=evaluation, now=now)
-        if decision.action != Action.PROMOTE:
+        if override:
+            _refuse_rollback_verdict(PROMOTE, decision, record)
+        elif decision.action != Action.PROMOTE:
             raise GatesRefused(
                 f"Cannot promote: {decision.action.value}", decision=decision, evaluation=record
             )
-        record = record or evaluation_store(rollout=locked, decision=decision, source=_source(automatic))
+        record = record or evaluation_store(
+            rollout=locked, decision=decision, source=_source(automatic), now=now
+        )
+        if override:
+            _audit_override(locked, actor=actor, transition=PROMOTE, reason=reason, record=record)
         before, from_ring, next_ring = locked.state, locked.current_ring, locked.next_ring()
         deployed = None
         if next_ring is None:
@@ -315,8 +355,18 @@ def rollout_promote(
             deployed = deploy_stage(rollout=locked, stage=locked.stage(next_ring))
             locked.current_ring = next_ring
             locked.stage_started_at = now
+            # The next stage bakes once enough of it runs the release.
+            locked.bake_started_at = None
             locked.failing_streak = 0
-            locked.save(update_fields=["current_ring", "stage_started_at", "failing_streak", "updated_at"])
+            locked.save(
+                update_fields=[
+                    "current_ring",
+                    "stage_started_at",
+                    "bake_started_at",
+                    "failing_streak",
+                    "updated_at",
+                ]
+            )
             reason = reason or f"{decision.reason} {deployed_sentence(locked, deployed)}"
         audit_record(
             actor=actor,
@@ -326,7 +376,7 @@ def rollout_promote(
             from_ring=from_ring,
             to_ring=next_ring,
             reason=reason,
-            changes=_state_change(before, locked, deployments=deployed),
+            changes=_state_change(before, locked, deployments=deployed, override=override),
             evaluation=evaluation_payload(record),
         )
     return rollout
@@ -363,13 +413,22 @@ def rollout_pause(
 
 
 def rollout_resume(
-    *, rollout: Rollout, actor: Actor, reason: str = "", evaluation: Evaluation | None = None
+    *,
+    rollout: Rollout,
+    actor: Actor,
+    reason: str = "",
+    evaluation: Evaluation | None = None,
+    override: bool = False,
 ) -> Rollout:
     """paused → active in the ring it was paused in, after a fresh judgement of that ring: refused
-    while the ring fails (PAUSE or ROLLBACK), allowed when it passes or has too little data (WAIT).
-    The ring's bake time starts again."""
+    while the ring fails (PAUSE or ROLLBACK), allowed when it passes or waits (WAIT). The ring's
+    bake starts again: now when its installed share is met, else once it is.
+
+    `override` (a person with a reason) resumes on a PAUSE verdict too and records an OVERRIDE
+    event with the judgement it overrode; a ROLLBACK verdict is never overridden."""
     action = RolloutAction.RESUME
     automatic = actor is None
+    _check_override(override, actor=actor, reason=reason)
     with _transition(
         rollout,
         RESUME,
@@ -378,19 +437,29 @@ def rollout_resume(
         reason=reason,
         automatic=automatic,
         spreads="resume a rollout",
+        override=override,
     ) as locked:
         now = timezone.now()
         decision, record = _judge(rollout=locked, evaluation=evaluation, now=now)
-        if decision.action in (Action.PAUSE, Action.ROLLBACK):
+        if override:
+            _refuse_rollback_verdict(RESUME, decision, record)
+        elif decision.action in (Action.PAUSE, Action.ROLLBACK):
             raise GatesRefused(
                 f"Cannot resume: {decision.action.value}", decision=decision, evaluation=record
             )
-        record = record or evaluation_store(rollout=locked, decision=decision, source=_source(automatic))
+        record = record or evaluation_store(
+            rollout=locked, decision=decision, source=_source(automatic), now=now
+        )
+        if override:
+            _audit_override(locked, actor=actor, transition=RESUME, reason=reason, record=record)
         before = locked.state
         locked.status = RolloutStatus.ACTIVE
         locked.stage_started_at = now
+        locked.bake_started_at = now if (decision.evaluation.get("install") or {}).get("met") else None
         locked.failing_streak = 0
-        locked.save(update_fields=["status", "stage_started_at", "failing_streak", "updated_at"])
+        locked.save(
+            update_fields=["status", "stage_started_at", "bake_started_at", "failing_streak", "updated_at"]
+        )
         audit_record(
             actor=actor,
             action=action,
@@ -398,10 +467,50 @@ def rollout_resume(
             rollout=locked,
             to_ring=locked.current_ring,
             reason=reason or f"Resumed in {locked.current_ring}: {decision.reason}",
-            changes=_state_change(before, locked),
+            changes=_state_change(before, locked, override=override),
             evaluation=evaluation_payload(record),
         )
     return rollout
+
+
+# --- Overrides -----------------------------------------------------------------------------------
+
+
+def _check_override(override: bool, *, actor: Actor, reason: str) -> None:
+    """An override is a person's, with a reason that says why the gates are wrong this time."""
+    if not override:
+        return
+    if actor_user(actor) is None:
+        raise bad_input("Only a person can override the gates.", field="override")
+    if not reason.strip():
+        raise bad_input("An override needs a reason.", field="reason")
+
+
+def _refuse_rollback_verdict(transition: str, decision: Decision, record: Evaluation | None) -> None:
+    if decision.action == Action.ROLLBACK:
+        raise GatesRefused(
+            f"Cannot {_VERBS[transition]} against a ROLLBACK verdict, even with an override: "
+            f"{decision.reason}",
+            decision=decision,
+            evaluation=record,
+        )
+
+
+def _audit_override(
+    rollout: Rollout, *, actor: Actor, transition: str, reason: str, record: Evaluation
+) -> None:
+    """The OVERRIDE event: who went past which verdict and why, with the judgement overridden. The
+    transition's own event follows it, marked `override`."""
+    audit_record(
+        actor=actor,
+        action=RolloutAction.OVERRIDE,
+        obj=rollout,
+        rollout=rollout,
+        from_ring=rollout.current_ring,
+        reason=reason.strip(),
+        changes={"transition": transition, "overridden": record.action},
+        evaluation=evaluation_payload(record),
+    )
 
 
 def rollout_rollback(
@@ -459,6 +568,8 @@ TRANSITIONS: dict[str, Transition] = {
     RESUME: rollout_resume,
     ROLLBACK: rollout_rollback,
 }
+# The transitions a person may take past the gates' WAIT or PAUSE verdict, with a reason.
+OVERRIDES = {PROMOTE: rollout_promote, RESUME: rollout_resume}
 
 
 @contextmanager
@@ -471,13 +582,16 @@ def _transition(
     reason: str,
     automatic: bool,
     spreads: str | None = None,
+    override: bool = False,
 ) -> Iterator[Rollout]:
     """The frame of every transition: one transaction holding the locked, checked rollout row (the
     body changes it and writes its audit event), a refusal audited once that transaction is gone,
     and the caller's instance brought up to date after commit. `spreads` names an action that takes
     the release further, which the emergency stop refuses."""
     with (
-        _refusals_audited(rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic),
+        _refusals_audited(
+            rollout=rollout, actor=actor, action=action, reason=reason, automatic=automatic, override=override
+        ),
         transaction.atomic(),
     ):
         locked = _lock(rollout, transition)
@@ -515,7 +629,7 @@ def _lock(rollout: Rollout, transition: str) -> Rollout:
 
 @contextmanager
 def _refusals_audited(
-    *, rollout: Rollout, actor: Actor, action: str, reason: str, automatic: bool
+    *, rollout: Rollout, actor: Actor, action: str, reason: str, automatic: bool, override: bool = False
 ) -> Iterator[None]:
     """Audit a refused attempt after its transaction has rolled back, then let the refusal through.
 
@@ -535,6 +649,8 @@ def _refusals_audited(
             changes: dict[str, Any] = {"state": current.state}
             if reason:
                 changes["requested_reason"] = reason
+            if override:
+                changes["override"] = True
             audit_record(
                 actor=actor,
                 action=refused_action(action),
@@ -548,10 +664,14 @@ def _refusals_audited(
         raise
 
 
-def _state_change(before: str, rollout: Rollout, *, deployments: dict | None = None) -> dict[str, Any]:
+def _state_change(
+    before: str, rollout: Rollout, *, deployments: dict | None = None, override: bool = False
+) -> dict[str, Any]:
     changes: dict[str, Any] = {"before": {"state": before}, "after": {"state": rollout.state}}
     if deployments is not None:
         changes["deployments"] = deployments
+    if override:
+        changes["override"] = True
     return changes
 
 

@@ -39,10 +39,15 @@ def preset_definitions() -> list[dict]:
         {
             "name": DEMO,
             "description": (
-                "The four rings of the demo fleet (000 §8.2) with a one-minute bake and automatic "
-                "promotion, so the whole rollout plays out in a few minutes. Gates of 000 §6.2."
+                "The four rings of the demo fleet (000 §8.2) with a one-minute bake after the pilot "
+                "and automatic promotion, so the whole rollout plays out in a few minutes. Gates of 000 §6.2."
             ),
-            "stages": [{"ring": ring, "bake_minutes": 1, "auto_advance": True} for ring in rings],
+            # The first stage does not bake, so a person may promote the pilot as soon as the gates
+            # pass (000 §13.2); every later stage bakes a minute once 90% of it runs the release.
+            "stages": [
+                {"ring": ring, "bake_minutes": 0 if index == 0 else 1, "auto_advance": True}
+                for index, ring in enumerate(rings)
+            ],
             # 000 §6.2 as they are; only the sample is the default's 10 devices of a 100-device pilot.
             "gate_config": {},
             "is_default": True,
@@ -176,9 +181,10 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
     """The stages of a plan, checked and with their defaults filled in; a refusal (400) says what is wrong.
 
     A stage: `ring` (its name, unique in the plan), `bake_minutes` (≥ 0, default 0), `auto_advance`
-    (default false), and optionally `cohort` (deploy to that cohort's members instead of a ring's
-    devices) or `rings` (deploy to the devices of several fleet rings at once), and `region` (deploy
-    only the devices of that region, so a ring can be rolled out region after region)."""
+    (default false), `min_installed_share` (0–1, default 0.9, left out when not given), and
+    optionally `cohort` (deploy to that cohort's members instead of a ring's devices) or `rings`
+    (deploy to the devices of several fleet rings at once), and `region` (deploy only the devices
+    of that region, so a ring can be rolled out region after region)."""
     if not isinstance(stages, list) or not stages:
         raise bad_input("A plan needs at least one stage.", field="stages")
     cleaned: list[dict[str, Any]] = []
@@ -234,6 +240,8 @@ def plan_clean_stages(stages: Any) -> list[dict[str, Any]]:
         _check_deployed_once(where, covered, region, deployed)
         if stage.get("description"):
             clean["description"] = str(stage["description"])
+        if "min_installed_share" in stage:
+            clean["min_installed_share"] = _clean_min_installed_share(where, stage["min_installed_share"])
         cleaned.append(clean)
     return cleaned
 
@@ -275,6 +283,17 @@ def _check_deployed_once(
         raise bad_input(f"{where} deploys to {', '.join(twice)}{place} a second time.", field="stages")
     for ring in covered:
         deployed.setdefault(ring, set()).add(region)
+
+
+def _clean_min_installed_share(where: str, share: Any) -> float:
+    """The share of a stage's devices that must run the release before it bakes and promotes
+    (default 0.9 when the stage leaves it out)."""
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise bad_input(
+            f"{where}: min_installed_share must be a share from 0 to 1 (0.9 is 90% of its devices).",
+            field="stages",
+        )
+    return float(share)
 
 
 def _check_storable(where: str, stage: dict) -> None:

@@ -37,6 +37,7 @@ _RELEASE_MANAGER = _OPERATOR | {
     "rollouts.promote_rollout",
     "rollouts.resume_rollout",
     "rollouts.rollback_rollout",
+    "rollouts.override_gates",
     "rollouts.add_release",
     "rollouts.change_release",
     "rollouts.add_rolloutplan",

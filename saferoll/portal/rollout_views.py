@@ -21,9 +21,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
-from rollouts.gates import Action, Decision, GateConfig
+from rollouts.gates import Action, Decision, GateConfig, human_duration
 from rollouts.models import Evaluation, Incident, Release, Rollout
-from rollouts.permissions import can_act
+from rollouts.permissions import can_act, can_override_gates, override_refusal
 from rollouts.selectors import (
     rollout_deployment_summary,
     rollout_health_series,
@@ -72,10 +72,17 @@ class ActionButton:
     confirm_text: str
     reason: str = "optional"  # or "required"
     refusal: str | None = None  # why the button is disabled; None when it may be used now
+    # Promote or resume past the gates' WAIT or PAUSE verdict (release managers, with a reason).
+    override: bool = False
 
     @property
     def allowed(self) -> bool:
         return self.refusal is None
+
+    @property
+    def key(self) -> str:
+        """Unique on the page: "promote" and "promote-override" each have their dialog."""
+        return f"{self.name}-override" if self.override else self.name
 
 
 def _load(rollout_id: str) -> Rollout:
@@ -192,14 +199,90 @@ def _refusal(name: str, rollout: Rollout, decision: Decision | None) -> str | No
 
 
 def _action_buttons(rollout: Rollout, user, decision: Decision | None) -> list[ActionButton]:
-    """The buttons this user's role may use, each disabled with the reason when not possible now."""
+    """The buttons this user's role may use, each disabled with the reason when not possible now,
+    then "Promote anyway" / "Resume anyway" where only the gates stand in the way and the user may
+    override them."""
     buttons = []
     for name in OFFERED_ACTIONS.get(rollout.status, ()):
         if can_act(user, name):
             button = _describe_action(name, rollout)
             button.refusal = _refusal(name, rollout, decision)
             buttons.append(button)
+    overrides = [
+        _override_button(button, rollout, decision)
+        for button in buttons
+        if button.name in OVERRIDABLE
+        and not button.allowed
+        and _only_gates_refuse(button.name, rollout, decision)
+    ]
+    if overrides and can_override_gates(user):
+        buttons.extend(overrides)
     return buttons
+
+
+# The transitions a release manager may take past the gates' WAIT or PAUSE verdict.
+OVERRIDABLE = tuple(lifecycle.OVERRIDES)
+
+
+def _only_gates_refuse(name: str, rollout: Rollout, decision: Decision | None) -> bool:
+    """Whether the gates' WAIT or PAUSE verdict is all that stops `name` (never ROLLBACK)."""
+    if decision is None or decision.action == Action.ROLLBACK:
+        return False
+    return (
+        lifecycle.transition_refusal(rollout, name) is None
+        and _emergency_refusal(f"{name} a rollout") is None
+    )
+
+
+def _override_button(button: ActionButton, rollout: Rollout, decision: Decision | None) -> ActionButton:
+    verdict = f"{decision.action.value}: {decision.reason}" if decision else ""
+    verb = "Promote" if button.name == "promote" else "Resume"
+    return ActionButton(
+        name=button.name,
+        label=f"{verb} anyway",
+        style="warning",
+        icon=button.icon,
+        confirm_title=f"{verb} against the gates?",
+        confirm_text=(
+            f"The gates say {verdict} {button.confirm_text} Your reason is recorded as an OVERRIDE in the "
+            "audit log with the evaluation you go past."
+        ),
+        reason="required",
+        override=True,
+    )
+
+
+def _install_panel(rollout: Rollout, decision: Decision | None) -> dict[str, Any] | None:
+    """The current ring's install progress and bake, from the judgement the page already made."""
+    if decision is None or "install" not in decision.evaluation:
+        return None
+    install = decision.evaluation["install"]
+    bake = decision.evaluation.get("bake") or {}
+    share = install["share"]
+    return {
+        "ring": rollout.current_ring,
+        "install": install,
+        "percent": round(100 * share, 1) if share is not None else 100,
+        "needed_percent": round(100 * install["min_share"], 1),
+        "bake": bake,
+        "bake_text": _bake_text(install, bake),
+    }
+
+
+def _bake_text(install: dict[str, Any], bake: dict[str, Any]) -> str:
+    """ "baking, 42 s left", "bake starts when 90% run the release", "baked" or "no bake"."""
+    minutes = bake.get("minutes", 0)
+    if not minutes:
+        return "No bake in this ring."
+    if not install["met"]:
+        return (
+            f"A {human_duration(minutes * 60)} bake starts when {round(100 * install['min_share'], 1):g}% "
+            "run the release."
+        )
+    remaining = bake.get("remaining_seconds", 0)
+    if remaining <= 0:
+        return f"Baked ({human_duration(minutes * 60)})."
+    return f"Baking, {human_duration(remaining)} left of {human_duration(minutes * 60)}."
 
 
 def _metric_card(
@@ -381,6 +464,7 @@ def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "retries_waiting": rollout_retries_waiting(rollout) if rollout.retries else None,
         "events": events,
         "buttons": _action_buttons(rollout, request.user, decision),
+        "progress": _install_panel(rollout, decision),
         "is_finished": rollout.status in TERMINAL_STATUSES,
         "last_autopilot": last_autopilot,
         "fleet_state": FleetState.load(),
@@ -471,7 +555,15 @@ def rollout_action(request: AuthenticatedHttpRequest, rollout_id: str, action: s
     detail = reverse("portal:rollout-detail", args=[rollout.rollout_id])
     if request.method == "GET":
         decision = _decision(rollout) if action in ("promote", "resume") else None
-        button = next((b for b in _action_buttons(rollout, request.user, decision) if b.name == action), None)
+        wanted = request.GET.get("override") == "1"
+        button = next(
+            (
+                b
+                for b in _action_buttons(rollout, request.user, decision)
+                if b.name == action and b.override == wanted
+            ),
+            None,
+        )
         if button is None:
             messages.error(
                 request, lifecycle.transition_refusal(rollout, action) or "That action is not available."
@@ -479,7 +571,10 @@ def rollout_action(request: AuthenticatedHttpRequest, rollout_id: str, action: s
             return redirect(detail)
         return render(request, "rollouts/confirm.html", {"rollout": rollout, "button": button})
 
-    form = RolloutActionForm(request.POST, reason_required=action == "rollback")
+    override = request.POST.get("override") == "1" and action in OVERRIDABLE
+    if override and not can_override_gates(request.user):
+        raise PermissionDenied(override_refusal(request.user))
+    form = RolloutActionForm(request.POST, reason_required=action == "rollback" or override)
     if not form.is_valid():
         for errors in form.errors.values():
             for error in errors:
@@ -491,8 +586,12 @@ def rollout_action(request: AuthenticatedHttpRequest, rollout_id: str, action: s
     if form.cleaned_data["expected_status"]:
         rollout.status = form.cleaned_data["expected_status"]
         rollout.current_ring = form.cleaned_data["expected_ring"] or None
+    reason = form.cleaned_data["reason"]
     try:
-        lifecycle.TRANSITIONS[action](rollout=rollout, actor=request.user, reason=form.cleaned_data["reason"])
+        if override:
+            lifecycle.OVERRIDES[action](rollout=rollout, actor=request.user, reason=reason, override=True)
+        else:
+            lifecycle.TRANSITIONS[action](rollout=rollout, actor=request.user, reason=reason)
     except ServiceRefused as refused:
         messages.error(request, refusal_message(refused))
     else:

@@ -214,3 +214,38 @@ def test_it_does_not_let_a_viewer_add_or_change_rollouts(rollout):
 
     assert viewer.get("/admin/rollouts/rollout/add/").status_code == 403
     assert viewer.post(f"/admin/rollouts/rollout/{rollout.pk}/change/", {}).status_code == 403
+
+
+def test_a_release_manager_promotes_against_the_gates_with_a_reason(manager, rollout):
+    act(manager, "start", rollout)
+
+    asked = act(manager, "promote_anyway", rollout)
+    without = confirm(manager, "promote_anyway", rollout, reason="")
+    rollout.refresh_from_db()
+    assert rollout.current_ring == "pilot"
+    done = confirm(manager, "promote_anyway", rollout, reason="Pilot devices are in the lab; skip.")
+
+    assert "Why promote these rollouts against the gates?" in asked.content.decode()
+    assert "This field is required." in without.content.decode()
+    rollout.refresh_from_db()
+    assert rollout.current_ring == "ring_5"
+    override = rollout_events(rollout, "OVERRIDE").get()
+    assert (override.actor_name, override.reason) == (
+        "release_manager-admin-user",
+        "Pilot devices are in the lab; skip.",
+    )
+    assert override.evaluation["action"] == "WAIT"
+    assert rollout_events(rollout, "PROMOTE").get().changes["override"] is True
+    assert any(text.startswith("Promoted:") for text in texts(done))
+
+
+def test_an_operator_is_not_offered_the_override_actions(rollout):
+    operator = person(roles.OPERATOR)
+    page = operator.get(CHANGELIST).content.decode()
+
+    response = confirm(operator, "promote_anyway", rollout, reason="Hurry")
+
+    assert "promote_anyway" not in page
+    assert "resume_anyway" not in page
+    assert "No action selected." in texts(response) or response.status_code == 200
+    assert not rollout_events(rollout, "OVERRIDE").exists()

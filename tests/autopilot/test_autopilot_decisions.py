@@ -120,19 +120,55 @@ def test_it_stores_every_evaluation_it_makes(make_rollout):
 
 def test_it_advances_after_the_bake_time_when_the_plan_says_so(make_rollout):
     rollout = make_rollout(auto_advance=True, bake_minutes=5)
-    stage_start = timezone.now()
-    Rollout.objects.filter(pk=rollout.pk).update(stage_started_at=stage_start)
-    report(rollout, "pilot", crash_free=0.999, at=stage_start + dt.timedelta(minutes=4))
+    share_met = timezone.now()
+    report(rollout, "pilot", crash_free=0.999, at=share_met)
 
-    autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=stage_start + dt.timedelta(minutes=4))
+    first = autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=share_met)
+    rollout.refresh_from_db()
+    # The stage started ten minutes ago, but its bake runs from the judgement that found it installed.
+    assert (first.action, first.reason) == ("WAIT", "Baking: 5 min left of 5 min in pilot.")
+    assert rollout.bake_started_at == share_met
+
+    at = share_met + dt.timedelta(minutes=4)
+    report(rollout, "pilot", crash_free=0.999, at=at)
+    waiting = autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=at)
     rollout.refresh_from_db()
     assert rollout.current_ring == "pilot"
+    assert waiting.reason == "Baking: 1 min left of 5 min in pilot."
+    assert waiting.detail["bake"]["remaining_seconds"] == 60
 
-    report(rollout, "pilot", crash_free=0.999, at=stage_start + dt.timedelta(minutes=6))
-    autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=stage_start + dt.timedelta(minutes=6))
+    at = share_met + dt.timedelta(minutes=6)
+    report(rollout, "pilot", crash_free=0.999, at=at)
+    autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=at)
     rollout.refresh_from_db()
     assert rollout.current_ring == "ring_5"
+    assert rollout.bake_started_at is None
     assert "AUTO_PROMOTE" in events(rollout)
+
+
+def test_it_neither_bakes_nor_advances_until_the_installed_share_is_met(make_rollout):
+    rollout = make_rollout(auto_advance=True, bake_minutes=0)
+    # 5 of the 20 pilot devices have not installed: 75% run the release, 90% are needed.
+    pending = [deployment.pk for deployment in rollout.deployments.filter(ring="pilot")][15:]
+    DeviceDeployment.objects.filter(pk__in=pending).update(state=DeploymentState.PENDING, activated_at=None)
+    now = timezone.now()
+    report(rollout, "pilot", crash_free=0.999, at=now, count=15)
+
+    evaluation = autopilot.autopilot_evaluate(rollout_id=rollout.pk, now=now)
+
+    rollout.refresh_from_db()
+    assert evaluation.action == "WAIT"
+    assert evaluation.reason == f"Installing: 15 of 20 devices run {rollout.release.version}; 90% needed."
+    assert evaluation.detail["install"] == {
+        "targeted": 20,
+        "installed": 15,
+        "unreachable": 0,
+        "incompatible": 0,
+        "share": 0.75,
+        "min_share": 0.9,
+        "met": False,
+    }
+    assert (rollout.current_ring, rollout.bake_started_at) == ("pilot", None)
 
 
 def test_it_waits_for_a_person_when_the_plan_does_not_auto_advance(make_rollout):

@@ -142,7 +142,9 @@ def test_promote_is_disabled_with_the_gates_reason(browser_page, rollout_factory
     open_rollout(page, rollout)
     promote = page.locator('[data-action="promote"]')
     expect()(promote).to_be_disabled()
-    expect()(page.locator('[data-why="promote"]')).to_contain_text("Cannot promote: WAIT — Too little data")
+    expect()(page.locator('[data-why="promote"]')).to_contain_text(
+        "Cannot promote: WAIT — Installing: 0 of 3 devices run"
+    )
 
     # Devices report healthy; the autopilot's evaluation reaches the page and enables the button.
     report_healthy(rollout)

@@ -11,13 +11,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from rollouts.choices import IncidentStatus, RolloutStatus
-from rollouts.models import Incident, Rollout
+from rollouts.models import DeviceDeployment, Incident, Rollout
 from rollouts.services import lifecycle
 from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import Alert, AlertLevel, AuditEvent, FleetState
+from telemetry.models import HealthCheck
 from tests.factories import DeviceFactory, HealthCheckFactory, IncidentFactory, ReleaseFactory
-from tests.portal.conftest import fast_plan
+from tests.portal.conftest import fast_plan, report_healthy
 
 pytestmark = pytest.mark.django_db
 
@@ -208,7 +209,7 @@ def test_it_disables_promote_and_says_why_when_the_gates_do_not_allow_it(page_cl
     )
     button = re.search(r'<button[^>]*data-action="promote"[^>]*>', html).group(0)
     assert "disabled" in button
-    assert "Cannot promote: WAIT — Too little data" in html
+    assert "Cannot promote: WAIT — Installing: 0 of 3 devices run" in html
 
 
 def test_it_tells_a_paused_rollout_must_be_resumed_before_promoting(page_client, rollout_factory):
@@ -343,7 +344,7 @@ def test_it_shows_the_gates_refusal_as_a_visible_error(page_client, rollout_fact
     assert rollout.current_ring == "pilot"
     html = response.content.decode()
     assert 'data-message-level="error"' in html
-    assert "Cannot promote: WAIT — Too little data" in html
+    assert "Cannot promote: WAIT — Installing: 0 of 3 devices run" in html
 
 
 def test_it_refuses_a_decision_taken_on_a_stale_page(page_client, rollout_factory):
@@ -536,3 +537,117 @@ def test_releases_and_cohorts_list_what_exists(page_client, rollout_factory):
     html = client.get(reverse("portal:release-list")).content.decode()
     assert "v8.8" in html and rollout.rollout_id in html
     assert client.get(reverse("portal:cohort-list")).status_code == 200
+
+
+# --- install progress, bake and override ----------------------------------------------------------
+
+
+def _baking_rollout(rollout_factory) -> Rollout:
+    """A rollout in ring_5, whose rings after the pilot bake five minutes; ring_5 runs the release
+    and has baked 4 min 18 s."""
+    rollout = rollout_factory("created")
+    stages = [dict(stage, bake_minutes=0 if stage["ring"] == "pilot" else 5) for stage in rollout.stages]
+    Rollout.objects.filter(pk=rollout.pk).update(stages=stages)
+    rollout.refresh_from_db()
+    lifecycle.rollout_start(rollout=rollout, actor=None)
+    report_healthy(rollout)
+    lifecycle.rollout_promote(rollout=rollout, actor=None)
+    report_healthy(rollout)
+    Rollout.objects.filter(pk=rollout.pk).update(bake_started_at=timezone.now() - dt.timedelta(seconds=258))
+    rollout.refresh_from_db()
+    return rollout
+
+
+def test_it_shows_the_install_progress_and_the_bake_countdown(page_client, rollout_factory):
+    rollout = _baking_rollout(rollout_factory)
+    html = (
+        page_client(roles.VIEWER)
+        .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
+        .content.decode()
+    )
+
+    assert re.search(r"data-install-count>3 of 3</strong> devices run", html)
+    assert 'aria-valuenow="100"' in html
+    assert "90% needed" in html
+    assert re.search(r"Baking, 4\d s left of 5 min\.", html)
+    assert "Promote waits: Baking: 4" in html
+
+
+def test_it_says_the_bake_starts_when_enough_devices_run_the_release(page_client, rollout_factory):
+    rollout = _baking_rollout(rollout_factory)
+    DeviceDeployment.objects.filter(rollout=rollout, ring="ring_5").update(state="pending")
+    HealthCheck.objects.filter(version=rollout.release.version, ring="ring_5").delete()
+    html = (
+        page_client(roles.OPERATOR)
+        .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
+        .content.decode()
+    )
+
+    assert "A 5 min bake starts when 90% run the release." in html
+    # An operator cannot promote, but sees why it waits.
+    assert f"Promote waits: Installing: 0 of 3 devices run {rollout.release.version}; 90% needed." in html
+    assert "Promote anyway" not in html
+
+
+def test_it_offers_promote_anyway_to_release_managers_only(page_client, rollout_factory):
+    rollout = _baking_rollout(rollout_factory)
+    url = reverse("portal:rollout-detail", args=[rollout.rollout_id])
+
+    manager_html = page_client(roles.RELEASE_MANAGER).get(url).content.decode()
+    operator_html = page_client(roles.OPERATOR).get(url).content.decode()
+
+    assert 'data-action="promote-override"' in manager_html
+    assert "Promote anyway" in manager_html
+    assert 'name="override" value="1"' in manager_html
+    assert "Promote anyway" not in operator_html
+
+
+def test_promote_anyway_needs_a_reason_and_records_the_override(page_client, rollout_factory):
+    rollout = _baking_rollout(rollout_factory)
+    client = page_client(roles.RELEASE_MANAGER)
+    expected = {"expected_status": "active", "expected_ring": "ring_5", "override": "1"}
+
+    without = client.post(action_url(rollout, "promote"), {**expected, "reason": ""}, follow=True)
+    rollout.refresh_from_db()
+    assert rollout.current_ring == "ring_5"
+    assert "Not done: A reason is required." in messages_of(without)
+
+    done = client.post(
+        action_url(rollout, "promote"), {**expected, "reason": "Field test signed off"}, follow=True
+    )
+
+    rollout.refresh_from_db()
+    assert rollout.current_ring == "ring_25"
+    assert "Promoted: now in Ring 25%." in messages_of(done)
+    override = AuditEvent.objects.get(rollout=rollout, action="OVERRIDE")
+    assert (override.reason, override.evaluation["action"]) == ("Field test signed off", "WAIT")
+    assert 'data-event="OVERRIDE"' in done.content.decode()
+
+
+def test_an_operator_cannot_forge_an_override(page_client, rollout_factory):
+    rollout = _baking_rollout(rollout_factory)
+
+    response = page_client(roles.OPERATOR).post(
+        action_url(rollout, "promote"), {"override": "1", "reason": "Hurry"}
+    )
+
+    assert response.status_code == 403
+    rollout.refresh_from_db()
+    assert rollout.current_ring == "ring_5"
+
+
+def test_it_offers_resume_anyway_when_the_gates_pause(page_client, rollout_factory):
+    rollout = rollout_factory("pilot")
+    # With the healthy checks already in, the ring's mean crash-free rate is about 97.9%: PAUSE.
+    report_healthy(rollout, crash_free=0.96)
+    lifecycle.rollout_pause(rollout=rollout, actor=None, reason="Failing")
+
+    html = (
+        page_client(roles.RELEASE_MANAGER)
+        .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
+        .content.decode()
+    )
+
+    assert 'data-decision="PAUSE"' in html
+    assert 'data-action="resume-override"' in html
+    assert "Resume anyway" in html

@@ -153,7 +153,13 @@ def test_it_builds_the_presets_over_the_fleets_rings():
 
     demo, production, staging = by_name["demo"], by_name["production"], by_name["staging"]
     assert [stage["ring"] for stage in demo["stages"]] == ["pilot", "ring_5", "ring_25", "ring_100"]
-    assert {(stage["bake_minutes"], stage["auto_advance"]) for stage in demo["stages"]} == {(1, True)}
+    # The pilot does not bake, so the seed's flow promotes it as soon as the gates pass.
+    assert [(stage["bake_minutes"], stage["auto_advance"]) for stage in demo["stages"]] == [
+        (0, True),
+        (1, True),
+        (1, True),
+        (1, True),
+    ]
     assert [stage["bake_minutes"] for stage in production["stages"]] == [240, 480, 1440, 1440]
     assert not any(stage["auto_advance"] for stage in production["stages"])
     assert GateConfig.from_dict(production["gate_config"]).min_sample == 50

@@ -1,5 +1,7 @@
 """The rollout services: creation, every transition of SPEC §3, what they deploy, and their audit."""
 
+import datetime as dt
+
 import pytest
 from django.utils import timezone
 
@@ -17,7 +19,7 @@ from tests.factories import (
     ReleaseFactory,
     RolloutPlanFactory,
 )
-from tests.rollouts.helpers import age_out_checks, report
+from tests.rollouts.helpers import activate, age_out_checks, report
 
 pytestmark = pytest.mark.django_db
 
@@ -290,6 +292,9 @@ def test_it_refuses_to_promote_when_the_gates_say_pause(started, manager):
 
 
 def test_it_refuses_to_promote_while_too_few_devices_reported(started, manager):
+    # Installed just now, within the reporting grace: no device owes a check yet.
+    activate(started, "pilot", ago=dt.timedelta(0))
+
     with pytest.raises(lifecycle.GatesRefused, match="Cannot promote: WAIT") as refused:
         lifecycle.rollout_promote(rollout=started, actor=manager)
 

@@ -57,6 +57,8 @@ ACTION_TONES = {
     "AUTO_PAUSE": "warn",
     "ROLLBACK": "fail",
     "AUTO_ROLLBACK": "fail",
+    # A person went past the gates: shown like a warning, so it stands out in the timeline.
+    "OVERRIDE": "warn",
     "EMERGENCY_STOP": "fail",
     "EMERGENCY_STOP_LIFTED": "pass",
 }
