@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
+from rollouts.fleet_release import rollback_target
 from rollouts.models import DeviceDeployment, Release, Rollout
 from saferoll.core.errors import ServiceRefused, bad_input, not_found
 
@@ -105,13 +106,15 @@ def device_desired_state(*, device: Device, now: dt.datetime | None = None) -> D
     rollout = deployment.rollout
     release = rollout.release
     if deployment.state == DeploymentState.ROLLING_BACK:
-        target = release.previous_release
+        target, version = rollback_target(
+            release=release, variant_id=device.variant_id, from_version=deployment.from_version
+        )
         return DesiredState(
             action=DesiredAction.ROLLBACK,
-            version=target.version if target else deployment.from_version,
+            version=version,
             deployment=deployment,
             release=target,
-            rollback_version=target.version if target else deployment.from_version,
+            rollback_version=version,
         )
     if deployment.state not in _INSTALL_STATES:
         return nothing
@@ -224,8 +227,9 @@ def deployment_report(
         Device.objects.filter(pk=device.pk).update(app_version=rollout.release.version)
         device.app_version = rollout.release.version
     elif state == DeploymentState.ROLLED_BACK:
-        previous = rollout.release.previous_release
-        version = previous.version if previous else deployment.from_version
+        _, version = rollback_target(
+            release=rollout.release, variant_id=device.variant_id, from_version=deployment.from_version
+        )
         if version:
             Device.objects.filter(pk=device.pk).update(app_version=version)
             device.app_version = version
@@ -250,13 +254,14 @@ def deployment_attach_diagnostics(
 # --- A rollout's side: targeting a stage's devices, and taking the release back ---------------------
 
 
-def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
+def deploy_stage(*, rollout: Rollout, stage: dict, only: Device | None = None) -> dict[str, Any]:
     """Create the pending deployments of one stage and return what was done (for the audit event).
 
     The stage's devices are those of its ring(s), or the members of its cohort when it names one;
     a device is skipped when its hardware variant is not one the release supports (an empty list
     supports every variant; a device with no variant runs only such a release), or when it is
-    still live in another active or paused rollout, or when this rollout already targeted it."""
+    still live in another active or paused rollout, or when this rollout already targeted it, or
+    when it already runs the release. `only` narrows the stage to one device (one that joined later)."""
     ring = stage["ring"]
     if stage.get("cohort"):
         cohort = Cohort.objects.filter(name=stage["cohort"]).first()
@@ -268,6 +273,8 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     else:
         candidates = Device.objects.filter(ring__in=stage.get("rings") or [ring])
     candidates = candidates.exclude(deployments__rollout=rollout)
+    if only is not None:
+        candidates = candidates.filter(pk=only.pk)
     # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
     # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
     # once would each see the other's deployments as not there yet and both claim the device. The
@@ -287,7 +294,9 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     )
     incompatible = [device for device in devices if supported and device.variant_id not in supported]
     compatible = [device for device in devices if not supported or device.variant_id in supported]
-    targets = [device for device in compatible if device.pk not in busy]
+    free = [device for device in compatible if device.pk not in busy]
+    current = [device for device in free if device.app_version == rollout.release.version]
+    targets = [device for device in free if device.app_version != rollout.release.version]
     # A completed rollout still brings its release to the devices it had not reached; this newer
     # rollout supersedes that, so the older release does not arrive after it.
     DeviceDeployment.objects.filter(
@@ -314,7 +323,8 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
         "ring": ring,
         "targeted": len(targets),
         "skipped_incompatible": len(incompatible),
-        "skipped_busy": len(compatible) - len(targets),
+        "skipped_busy": len(compatible) - len(free),
+        "skipped_current": len(current),
     }
     if stage.get("cohort"):
         counts["cohort"] = stage["cohort"]
@@ -329,6 +339,8 @@ def deployed_sentence(rollout: Rollout, deployed: dict[str, Any]) -> str:
         skipped.append(f"{deployed['skipped_incompatible']} with an unsupported hardware variant")
     if deployed["skipped_busy"]:
         skipped.append(f"{deployed['skipped_busy']} busy in another rollout")
+    if deployed.get("skipped_current"):
+        skipped.append(f"{deployed['skipped_current']} already on {rollout.release.version}")
     return f"{sentence}; skipped {' and '.join(skipped)}." if skipped else f"{sentence}."
 
 
