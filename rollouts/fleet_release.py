@@ -17,6 +17,13 @@ from rollouts.models import DeviceDeployment, Release, Rollout
 
 # Rollouts whose presence explains devices of one variant running several versions.
 _SPREADING_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.PAUSED)
+# Deployments that a rollback sends back (or has sent back) to an earlier release.
+_RETURNING_STATES = (
+    DeploymentState.DOWNLOADING,
+    DeploymentState.VERIFIED,
+    DeploymentState.ACTIVATED,
+    DeploymentState.ROLLING_BACK,
+)
 # How the page and the API name the devices that have no hardware variant.
 NO_VARIANT = "no variant"
 
@@ -165,18 +172,19 @@ def split_fleet() -> list[SplitVariant]:
 
 
 def rollback_versions(rollout: Rollout) -> list[str]:
-    """The versions a rollback of `rollout` sends its rolling-back devices to (one per variant's
-    target, so usually one); the release's own target when no device is rolling back."""
-    variant_ids = (
-        DeviceDeployment.objects.filter(rollout=rollout, state=DeploymentState.ROLLING_BACK)
+    """The versions a rollback of `rollout` sends its devices to (those that received the release,
+    or are rolling back): one per variant's target, so usually one; the release's previous release
+    when no device received it."""
+    rows = (
+        DeviceDeployment.objects.filter(rollout=rollout, state__in=_RETURNING_STATES)
         .order_by()
-        .values_list("device__variant_id", flat=True)
+        .values_list("device__variant_id", "from_version")
         .distinct()
     )
     release = rollout.release
     versions = {
-        rollback_target(release=release, variant_id=variant_id, from_version="")[1]
-        for variant_id in variant_ids
+        rollback_target(release=release, variant_id=variant_id, from_version=from_version)[1]
+        for variant_id, from_version in rows
     }
     if not versions and (previous := release.previous_release):
         versions.add(previous.version)

@@ -111,6 +111,7 @@ def test_it_starts_into_the_first_ring_and_deploys_its_devices(rollout, manager,
             "skipped_incompatible": 0,
             "skipped_busy": 0,
             "skipped_current": 0,
+            "skipped_revoked": 0,
         },
     }
     assert event.reason == "Deploying v2.1 to 20 devices of pilot."
