@@ -214,3 +214,20 @@ def test_it_does_not_let_a_viewer_add_or_change_rollouts(rollout):
 
     assert viewer.get("/admin/rollouts/rollout/add/").status_code == 403
     assert viewer.post(f"/admin/rollouts/rollout/{rollout.pk}/change/", {}).status_code == 403
+
+
+def test_it_rolls_back_a_completed_rollout_with_a_reason(manager, rollout):
+    Rollout.objects.filter(pk=rollout.pk).update(
+        status=RolloutStatus.COMPLETED, current_ring="ring_100", finished_at=rollout.created_at
+    )
+
+    response = confirm(manager, "rollback", rollout, reason="Freezes reported after completion.")
+
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.ROLLED_BACK
+    assert any("Rolled back" in text for text in texts(response))
+    event = rollout_events(rollout, "ROLLBACK").get()
+    assert (event.reason, event.changes["before"]) == (
+        "Freezes reported after completion.",
+        {"state": "completed"},
+    )
