@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from devices.choices import CohortKind, DeviceStatus
 from devices.models import Cohort, CohortMembership, Device, HardwareVariant, hash_token, new_device_token
-from devices.signals import cohort_members_adding
+from devices.signals import cohort_members_adding, device_joined
 from saferoll.core.audit import Actor, actor_user, audit_record, diff_fields
 from saferoll.core.errors import ServiceRefused, invalid
 
@@ -47,6 +47,15 @@ class AuditAction:
     ROTATE_CREDENTIAL = "ROTATE_CREDENTIAL"
     REVOKE_CREDENTIAL = "REVOKE_CREDENTIAL"
     CHANGE_MEMBERS = "CHANGE_MEMBERS"
+
+
+def announce_joined(device: Device, reason: str) -> None:
+    """Tell the apps above, once the transaction commits, that the device joined (or rejoined):
+    a rollout that already deployed its ring then gives it the release. A receiver's failure is
+    logged, not raised: the device's own change has committed and stands."""
+    transaction.on_commit(
+        lambda: device_joined.send_robust(sender=Device, device=device, reason=reason), robust=True
+    )
 
 
 def device_actor(device_id: str) -> str:
@@ -216,6 +225,7 @@ def device_enroll(
                 reason="Enrolled with the fleet key.",
                 changes=diff_fields({}, _device_snapshot(device)),
             )
+            announce_joined(device, "enrolled")
             return device, token
 
     if existing.token_hash is None:
@@ -253,6 +263,7 @@ def device_enroll(
         reason="Re-enrolled with the fleet key: a new credential was issued and the old one revoked.",
         changes=diff_fields(before, _device_snapshot(existing)),
     )
+    announce_joined(existing, "re-enrolled")
     return existing, token
 
 
@@ -309,6 +320,7 @@ def device_create(
         obj=device,
         changes=diff_fields({}, _device_snapshot(device)),
     )
+    announce_joined(device, "registered")
     return device, token
 
 
@@ -350,6 +362,10 @@ def device_update(*, device: Device, actor: Actor, data: dict[str, Any], reason:
             reason=reason or data.get("status_reason") or "",
             changes=diff_fields(before, _device_snapshot(device)),
         )
+        if "ring" in update_fields:
+            announce_joined(device, f"moved to {device.ring}")
+        elif "status" in update_fields and before["status"] == DeviceStatus.INVESTIGATE:
+            announce_joined(device, "cleared from investigation")
     return device
 
 
@@ -358,6 +374,7 @@ def device_rotate_credential(*, device: Device, actor: Actor, now: dt.datetime |
     """Issue a new token (returned once); the old one stops working at commit."""
     now = now or timezone.now()
     token = new_device_token()
+    was_revoked = Device.objects.filter(pk=device.pk, token_hash__isnull=True).exists()
     # A plain update of the credential columns: nothing else of the row is read or written.
     Device.objects.filter(pk=device.pk).update(token_hash=hash_token(token), token_issued_at=now)
     device.token_hash, device.token_issued_at = hash_token(token), now
@@ -367,6 +384,9 @@ def device_rotate_credential(*, device: Device, actor: Actor, now: dt.datetime |
         obj=device,
         reason="A new device credential was issued; the previous one no longer works.",
     )
+    if was_revoked:
+        # Rollouts skip a device without a credential (it cannot check in); now it can again.
+        announce_joined(device, "given a credential again")
     return token
 
 

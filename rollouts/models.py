@@ -37,7 +37,8 @@ class Release(models.Model):
         null=True,
         blank=True,
         related_name="+",
-        help_text="The stable release that devices return to when a rollout of this one is rolled back.",
+        help_text="Where devices return when a rollout of this one is rolled back, until a rollout of "
+        "another release completes: from then on they return to that (their variant's current) release.",
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

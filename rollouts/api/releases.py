@@ -19,6 +19,7 @@ from rest_framework.routers import SimpleRouter
 
 from devices.authentication import DeviceAuthentication, IsDevice
 from devices.models import HardwareVariant
+from rollouts.fleet_release import current_for, current_releases
 from rollouts.models import Release
 from rollouts.services import releases
 from saferoll.core.api.fields import NamedObjectField
@@ -62,6 +63,10 @@ class ReleaseSerializer(serializers.ModelSerializer):
     )
     has_artifact = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    current_for = serializers.SerializerMethodField(
+        help_text="The hardware variants whose current release this is: the release of the last rollout "
+        "completed for the variant, or before any, the newest stable one."
+    )
 
     class Meta:
         model = Release
@@ -77,10 +82,17 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "notes",
             "is_stable",
             "previous_release",
+            "current_for",
             "created_by",
             "created_at",
         ]
         read_only_fields = fields
+
+    def get_current_for(self, release: Release) -> list[str]:
+        # Worked out once per response, however many releases it lists (a list shares its child).
+        if not hasattr(self, "_currents"):
+            self._currents = current_releases()
+        return current_for(release, self._currents)
 
     def get_has_artifact(self, release: Release) -> bool:
         return bool(release.artifact)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
+from rollouts.fleet_release import rollback_target
 from rollouts.maintenance import device_windows, windows_activation_start
 from rollouts.models import DeviceDeployment, Release, Rollout
 from rollouts.waves import wave_minute, waves_released_by
@@ -123,13 +124,15 @@ def device_desired_state(*, device: Device, now: dt.datetime | None = None) -> D
     rollout = deployment.rollout
     release = rollout.release
     if deployment.state == DeploymentState.ROLLING_BACK:
-        target = release.previous_release
+        target, version = rollback_target(
+            release=release, variant_id=device.variant_id, from_version=deployment.from_version
+        )
         return DesiredState(
             action=DesiredAction.ROLLBACK,
-            version=target.version if target else deployment.from_version,
+            version=version,
             deployment=deployment,
             release=target,
-            rollback_version=target.version if target else deployment.from_version,
+            rollback_version=version,
         )
     if deployment.state not in _INSTALL_STATES:
         return nothing
@@ -251,8 +254,9 @@ def deployment_report(
         Device.objects.filter(pk=device.pk).update(app_version=rollout.release.version)
         device.app_version = rollout.release.version
     elif state == DeploymentState.ROLLED_BACK:
-        previous = rollout.release.previous_release
-        version = previous.version if previous else deployment.from_version
+        _, version = rollback_target(
+            release=rollout.release, variant_id=device.variant_id, from_version=deployment.from_version
+        )
         if version:
             Device.objects.filter(pk=device.pk).update(app_version=version)
             device.app_version = version
@@ -341,13 +345,16 @@ def deployment_attach_diagnostics(
 # --- A rollout's side: targeting a stage's devices, and taking the release back ---------------------
 
 
-def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
+def deploy_stage(*, rollout: Rollout, stage: dict, only: Device | None = None) -> dict[str, Any]:
     """Create the pending deployments of one stage and return what was done (for the audit event).
 
     The stage's devices are those of its ring(s), or the members of its cohort when it names one;
     a device is skipped when its hardware variant is not one the release supports (an empty list
     supports every variant; a device with no variant runs only such a release), or when it is
-    still live in another active or paused rollout, or when this rollout already targeted it."""
+    still live in another active or paused rollout, or when this rollout already targeted it, or
+    when it already runs the release, or when its credential is revoked (it cannot check in until
+    it gets one again, and then joins: deploy_to_joined_device). `only` narrows the stage to one
+    device (one that joined later)."""
     ring = stage["ring"]
     if stage.get("cohort"):
         cohort = Cohort.objects.filter(name=stage["cohort"]).first()
@@ -361,13 +368,19 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     if stage.get("region"):
         candidates = candidates.filter(region=stage["region"])
     candidates = candidates.exclude(deployments__rollout=rollout)
+    if only is not None:
+        candidates = candidates.filter(pk=only.pk)
     # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
     # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
     # once would each see the other's deployments as not there yet and both claim the device. The
     # busy check below runs after the lock, so it sees whatever the other one committed meanwhile.
     devices = list(
-        candidates.select_for_update(of=("self",)).order_by("pk").only("pk", "variant_id", "app_version")
+        candidates.select_for_update(of=("self",))
+        .order_by("pk")
+        .only("pk", "variant_id", "app_version", "token_hash")
     )
+    revoked = [device for device in devices if device.token_hash is None]
+    devices = [device for device in devices if device.token_hash is not None]
     supported = set(rollout.release.compatible_variants.values_list("pk", flat=True))
     busy = set(
         DeviceDeployment.objects.filter(
@@ -380,7 +393,9 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
     )
     incompatible = [device for device in devices if supported and device.variant_id not in supported]
     compatible = [device for device in devices if not supported or device.variant_id in supported]
-    targets = [device for device in compatible if device.pk not in busy]
+    free = [device for device in compatible if device.pk not in busy]
+    current = [device for device in free if device.app_version == rollout.release.version]
+    targets = [device for device in free if device.app_version != rollout.release.version]
     # A completed rollout still brings its release to the devices it had not reached; this newer
     # rollout supersedes that, so the older release does not arrive after it.
     DeviceDeployment.objects.filter(
@@ -409,7 +424,9 @@ def deploy_stage(*, rollout: Rollout, stage: dict) -> dict[str, Any]:
         "ring": ring,
         "targeted": len(targets),
         "skipped_incompatible": len(incompatible),
-        "skipped_busy": len(compatible) - len(targets),
+        "skipped_busy": len(compatible) - len(free),
+        "skipped_current": len(current),
+        "skipped_revoked": len(revoked),
     }
     if stage.get("cohort"):
         counts["cohort"] = stage["cohort"]
@@ -426,6 +443,10 @@ def deployed_sentence(rollout: Rollout, deployed: dict[str, Any]) -> str:
         skipped.append(f"{deployed['skipped_incompatible']} with an unsupported hardware variant")
     if deployed["skipped_busy"]:
         skipped.append(f"{deployed['skipped_busy']} busy in another rollout")
+    if deployed.get("skipped_revoked"):
+        skipped.append(f"{deployed['skipped_revoked']} with a revoked credential")
+    if deployed.get("skipped_current"):
+        skipped.append(f"{deployed['skipped_current']} already on {rollout.release.version}")
     return f"{sentence}; skipped {' and '.join(skipped)}." if skipped else f"{sentence}."
 
 
@@ -512,3 +533,72 @@ def _release_due_wave(rollout_id: int, now: dt.datetime) -> int:
             changes={"after": {"ring": rollout.current_ring, "wave": minute + 1, "released": total}},
         )
     return released
+
+
+# --- devices that join after a stage was deployed ---------------------------------------------------
+
+# Rollouts whose deployed stages a joining device catches up with (a completed one still brings
+# its release to the devices of its rings, see _STEERING_STATUSES).
+_JOINABLE_STATUSES = (RolloutStatus.ACTIVE, RolloutStatus.PAUSED, RolloutStatus.COMPLETED)
+AUDIT_JOINED = "DEPLOY_JOINED"
+
+
+def _stage_covering(rollout: Rollout, device: Device) -> dict | None:
+    """The first stage deployed so far (up to the current ring) that names the device (in its region,
+    for a regional stage)."""
+    rings = rollout.ring_names
+    if rollout.current_ring not in rings:
+        return None
+    for stage in rollout.stages[: rings.index(rollout.current_ring) + 1]:
+        if stage.get("region") and stage["region"] != device.region:
+            continue
+        if stage.get("cohort"):
+            if device.memberships.filter(cohort__name=stage["cohort"]).exists():
+                return stage
+        elif device.ring in (stage.get("rings") or [stage["ring"]]):
+            return stage
+    return None
+
+
+def _supports(release: Release, device: Device) -> bool:
+    supported = set(release.compatible_variants.values_list("pk", flat=True))
+    return not supported or device.variant_id in supported
+
+
+def deploy_to_joined_device(*, device: Device, reason: str) -> DeviceDeployment | None:
+    """A device that joined after stages were deployed gets the release its ring should run: a
+    pending deployment in the newest rollout (active, paused or completed) that supports its
+    variant and whose deployed stages name it, through deploy_stage's own checks. Nothing when
+    that rollout already has it, it is busy elsewhere, or it already runs the release."""
+    with transaction.atomic():
+        device = Device.objects.get(pk=device.pk)
+        rollouts = (
+            Rollout.objects.filter(status__in=_JOINABLE_STATUSES, current_ring__isnull=False)
+            .select_related("release")
+            .order_by("-started_at", "-id")
+        )
+        for rollout in rollouts:
+            stage = _stage_covering(rollout, device)
+            if stage is None or not _supports(rollout.release, device):
+                continue
+            deployed = deploy_stage(rollout=rollout, stage=stage, only=device)
+            deployment = DeviceDeployment.objects.filter(rollout=rollout, device=device).first()
+            if deployed["targeted"] and deployment is not None:
+                audit_record(
+                    actor=None,
+                    action=AUDIT_JOINED,
+                    obj=device,
+                    rollout=rollout,
+                    to_ring=deployment.ring,
+                    reason=f"{device.device_id} {reason} after {deployment.ring} was deployed: "
+                    f"it gets {rollout.release.version} too.",
+                    changes={"deployments": deployed},
+                )
+                return deployment
+            return None
+    return None
+
+
+def on_device_joined(sender, *, device: Device, reason: str, **kwargs) -> None:
+    """The receiver of devices.signals.device_joined."""
+    deploy_to_joined_device(device=device, reason=reason)

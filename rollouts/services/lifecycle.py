@@ -23,11 +23,13 @@ from rollouts.choices import (
     RolloutAction,
     RolloutStatus,
 )
+from rollouts.fleet_release import already_running_refusal, rollback_versions
 from rollouts.gates import Action, Decision, GateConfig, evaluate
-from rollouts.models import Evaluation, Release, Rollout, RolloutPlan
+from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
 from rollouts.selectors import rollout_ring_health, rollout_signals
 from rollouts.services.deployments import deploy_stage, deployed_sentence, deployments_roll_back
 from rollouts.services.plans import default_plan, plan_clean_gate_config, plan_clean_stages
+from rollouts.services.releases import release_completed, release_completion_rolled_back
 from saferoll.core.audit import Actor, actor_label, actor_user, audit_record
 from saferoll.core.errors import ServiceRefused, bad_input
 from saferoll.core.models import FleetState
@@ -65,7 +67,8 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     PROMOTE: (RolloutStatus.ACTIVE,),
     PAUSE: (RolloutStatus.ACTIVE,),
     RESUME: (RolloutStatus.PAUSED,),
-    ROLLBACK: (RolloutStatus.CREATED, RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
+    # A completed rollout can be taken back too (to the release current before it), with a reason.
+    ROLLBACK: (RolloutStatus.CREATED, RolloutStatus.ACTIVE, RolloutStatus.PAUSED, RolloutStatus.COMPLETED),
 }
 _VERBS = {START: "start", PROMOTE: "promote", PAUSE: "pause", RESUME: "resume", ROLLBACK: "roll back"}
 _AUTOMATIC: dict[str, str] = {
@@ -226,6 +229,7 @@ def rollout_create(*, release: Release, plan: RolloutPlan | None = None, actor: 
             gate_config = GateConfig.from_dict(plan_clean_gate_config(plan.gate_config)).to_dict()
         except ServiceRefused as broken:
             raise bad_input(broken.message, field="plan") from broken
+        _check_worth_rolling_out(release, stages)
         rollout = Rollout.objects.create(
             release=release,
             plan=plan,
@@ -271,6 +275,7 @@ def rollout_start(*, rollout: Rollout, actor: Actor, reason: str = "") -> Rollou
     ) as locked:
         now = timezone.now()
         ring = locked.ring_names[0]
+        _check_worth_rolling_out(locked.release, locked.stages, starting=locked)
         deployed = deploy_stage(rollout=locked, stage=locked.stages[0])
         before = locked.state
         locked.status = RolloutStatus.ACTIVE
@@ -368,6 +373,10 @@ def rollout_promote(
                 ]
             )
             reason = reason or f"{decision.reason} {deployed_sentence(locked, deployed)}"
+        changes = _state_change(before, locked, deployments=deployed, override=override)
+        if locked.status == RolloutStatus.COMPLETED:
+            # Its release is now the fleet's current release and the target of later rollbacks.
+            changes["release"] = release_completed(release=locked.release)
         audit_record(
             actor=actor,
             action=action,
@@ -376,7 +385,7 @@ def rollout_promote(
             from_ring=from_ring,
             to_ring=next_ring,
             reason=reason,
-            changes=_state_change(before, locked, deployments=deployed, override=override),
+            changes=changes,
             evaluation=evaluation_payload(record),
         )
     return rollout
@@ -521,20 +530,37 @@ def rollout_rollback(
     evaluation: Evaluation | None = None,
     automatic: bool | None = None,
 ) -> Rollout:
-    """Any non-terminal state → rolled_back. Devices that received the release go back to the
-    previous stable release (rolling_back); devices that had not started are cancelled."""
+    """Any non-terminal state, or completed → rolled_back. Devices that received the release go
+    back to the release current before it (rolling_back, see fleet_release.rollback_target);
+    devices that had not started are cancelled. A completed rollout needs a reason, and is refused
+    while a newer rollout has reached its devices since."""
+    if rollout.status == RolloutStatus.COMPLETED and not reason.strip():
+        raise bad_input("Rolling back a completed rollout needs a reason.", field="reason")
     automatic = actor is None if automatic is None else automatic
     action = _automatic_action(RolloutAction.ROLLBACK, automatic)
     with _transition(
         rollout, ROLLBACK, actor=actor, action=action, reason=reason, automatic=automatic
     ) as locked:
         now = timezone.now()
+        was_completed = locked.status == RolloutStatus.COMPLETED
+        if was_completed and (superseded := rollback_refusal(locked)):
+            raise ServiceRefused(superseded)
         rolling_back, cancelled = deployments_roll_back(rollout=locked, now=now)
         before, from_ring = locked.state, locked.current_ring
         locked.status = RolloutStatus.ROLLED_BACK
         locked.finished_at = now
         locked.save(update_fields=["status", "finished_at", "updated_at"])
-        previous = locked.release.previous_release
+        changes = _state_change(
+            before,
+            locked,
+            deployments={
+                "rolling_back": rolling_back,
+                "cancelled": cancelled,
+                "back_to_version": ", ".join(rollback_versions(locked)) or None,
+            },
+        )
+        if was_completed:
+            changes["release"] = release_completion_rolled_back(release=locked.release)
         audit_record(
             actor=actor,
             action=action,
@@ -542,18 +568,59 @@ def rollout_rollback(
             rollout=locked,
             from_ring=from_ring,
             reason=reason.strip() or f"Rolled back by {actor_label(actor)}.",
-            changes=_state_change(
-                before,
-                locked,
-                deployments={
-                    "rolling_back": rolling_back,
-                    "cancelled": cancelled,
-                    "back_to_version": previous.version if previous else None,
-                },
-            ),
+            changes=changes,
             evaluation=evaluation_payload(evaluation) if evaluation else None,
         )
     return rollout
+
+
+def _check_worth_rolling_out(
+    release: Release, stages: list[dict], *, starting: Rollout | None = None
+) -> None:
+    """Refuse (409) a rollout that would change nothing: every device its stages target already
+    runs the release. When `starting` it, also one that would race another rollout of the release
+    under way (creating it beforehand is fine: it can wait for the other one to finish)."""
+    if starting is not None:
+        other = (
+            Rollout.objects.filter(release=release, status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED))
+            .exclude(pk=starting.pk)
+            .order_by("-created_at")
+            .first()
+        )
+        if other is not None:
+            raise ServiceRefused(
+                f"{release.version} is already being rolled out by {other.rollout_id} "
+                f"({describe_state(other)}); finish or roll back that rollout first."
+            )
+    refusal = already_running_refusal(release, stages)
+    if refusal:
+        raise ServiceRefused(refusal)
+
+
+def rollback_refusal(rollout: Rollout) -> str | None:
+    """Why a completed rollout cannot be rolled back now, or None: a newer rollout (under way or
+    completed) has reached some of its devices since, and taking this one back first would pull
+    them from under it."""
+    if rollout.status != RolloutStatus.COMPLETED:
+        return None
+    devices = DeviceDeployment.objects.filter(rollout=rollout).values("device_id")
+    newer = (
+        Rollout.objects.filter(
+            status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED, RolloutStatus.COMPLETED),
+            created_at__gt=rollout.created_at,
+            deployments__device_id__in=devices,
+        )
+        .select_related("release")
+        .order_by("-created_at")
+        .first()
+    )
+    if newer is None:
+        return None
+    reached = DeviceDeployment.objects.filter(rollout=newer, device_id__in=devices).count()
+    return (
+        f"Cannot roll back {rollout.rollout_id}: {newer.rollout_id} of {newer.release.version} has since "
+        f"reached {reached} of its devices and is {describe_state(newer)}; roll that back first."
+    )
 
 
 class Transition(Protocol):

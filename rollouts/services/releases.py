@@ -15,6 +15,7 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 
 from devices.models import HardwareVariant
+from rollouts.choices import RolloutStatus
 from rollouts.models import Release
 from saferoll.core.audit import Actor, actor_user, audit_record, diff_fields
 from saferoll.core.errors import bad_input
@@ -206,3 +207,30 @@ def release_update(*, release: Release, actor: Actor, data: dict[str, Any], reas
     if changes:
         audit_record(actor=actor, action=ACTION_UPDATE, obj=release, changes=changes, reason=reason)
     return release
+
+
+# --- what rollouts do to a release ---------------------------------------------------------------
+# These write no audit event of their own: the rollout's COMPLETED or ROLLBACK event records the
+# change (under "release" in its changes), in the same transaction.
+
+
+def release_completed(*, release: Release) -> dict[str, Any]:
+    """A rollout of the release completed: it is known good now, so mark it stable. What changed."""
+    return _set_stable(release, True)
+
+
+def release_completion_rolled_back(*, release: Release) -> dict[str, Any]:
+    """A completed rollout of the release was rolled back: unless another completed rollout of it
+    stands, it is no longer known good (and no longer the fleet's current release). What changed."""
+    if release.rollouts.filter(status=RolloutStatus.COMPLETED).exists():
+        return {"version": release.version, "is_stable": release.is_stable}
+    return _set_stable(release, False)
+
+
+def _set_stable(release: Release, stable: bool) -> dict[str, Any]:
+    before = release.is_stable
+    if before != stable:
+        Release.objects.filter(pk=release.pk).update(is_stable=stable)
+        release.is_stable = stable
+        return {"version": release.version, "is_stable": {"before": before, "after": stable}}
+    return {"version": release.version, "is_stable": stable}

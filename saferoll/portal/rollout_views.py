@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
+from rollouts.fleet_release import current_for, current_releases, rollback_versions
 from rollouts.gates import Action, Decision, GateConfig, human_duration
 from rollouts.models import Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act, can_override_gates, override_refusal
@@ -119,6 +120,7 @@ OFFERED_ACTIONS: dict[str, tuple[str, ...]] = {
     RolloutStatus.CREATED: ("start", "rollback"),
     RolloutStatus.ACTIVE: ("promote", "pause", "rollback"),
     RolloutStatus.PAUSED: ("resume", "promote", "rollback"),
+    RolloutStatus.COMPLETED: ("rollback",),
 }
 
 
@@ -170,11 +172,13 @@ def _describe_action(name: str, rollout: Rollout) -> ActionButton:
             confirm_title=f"Resume the rollout of {version} in {ring}?",
             confirm_text=f"SafeRoll evaluates {ring} again first; the ring's bake time starts over.",
         )
-    previous = rollout.release.previous_release
-    back_to = previous.version if previous else "the version each device ran before"
+    targets = rollback_versions(rollout)
+    back_to = " / ".join(targets) or "the version each device ran before"
     return ActionButton(
         name=name,
-        label="Roll back",
+        label=f"Roll back to {back_to}"
+        if rollout.status == RolloutStatus.COMPLETED and targets
+        else "Roll back",
         style="danger",
         icon="rollback",
         confirm_title=f"Roll back {version}?",
@@ -188,6 +192,8 @@ def _refusal(name: str, rollout: Rollout, decision: Decision | None) -> str | No
     """Why `name` cannot be done now, as the service would say it: the state machine first, then
     the emergency stop, then the gates (promote needs PROMOTE; resume is refused on PAUSE/ROLLBACK)."""
     refusal = lifecycle.transition_refusal(rollout, name)
+    if refusal is None and name == "rollback":
+        refusal = lifecycle.rollback_refusal(rollout)
     if refusal is None and name in ("start", "promote", "resume"):
         refusal = _emergency_refusal(f"{name} a rollout")
     if refusal is None and decision is not None:
@@ -642,11 +648,15 @@ def release_list(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("search", "").strip()
     if search:
         releases = releases.filter(version__icontains=search)
+    page = paginate(request, releases)
+    currents = current_releases()
+    for release in page:
+        release.current_for = current_for(release, currents)
     return render(
         request,
         "rollouts/releases.html",
         {
-            "page": paginate(request, releases),
+            "page": page,
             "search": search,
             "can_add": request.user.has_perm("rollouts.add_release"),
             "can_create": can_act(request.user, "create"),

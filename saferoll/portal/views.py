@@ -29,6 +29,7 @@ from django.views.decorators.http import require_GET, require_POST
 from devices.choices import DeviceStatus
 from devices.models import Device
 from rollouts.choices import RolloutStatus
+from rollouts.fleet_release import split_fleet
 from rollouts.models import Evaluation, Rollout
 from rollouts.permissions import can_act, can_view_rollouts
 from rollouts.selectors import rollout_ring_health
@@ -212,6 +213,8 @@ def dashboard_context(request: HttpRequest) -> dict:
         "completed_total": counts.get(RolloutStatus.COMPLETED, 0),
         "failed_total": counts.get(RolloutStatus.ROLLED_BACK, 0),
         "fleet": fleet_summary(),
+        # Devices of one variant on several versions that no rollout under way explains.
+        "split_fleet": split_fleet(),
         "heartbeat": autopilot_heartbeat(),
         "fleet_state": FleetState.load(),
         "can_emergency": request.user.has_perm(EMERGENCY_PERMISSION),

@@ -249,3 +249,20 @@ def test_an_operator_is_not_offered_the_override_actions(rollout):
     assert "resume_anyway" not in page
     assert "No action selected." in texts(response) or response.status_code == 200
     assert not rollout_events(rollout, "OVERRIDE").exists()
+
+
+def test_it_rolls_back_a_completed_rollout_with_a_reason(manager, rollout):
+    Rollout.objects.filter(pk=rollout.pk).update(
+        status=RolloutStatus.COMPLETED, current_ring="ring_100", finished_at=rollout.created_at
+    )
+
+    response = confirm(manager, "rollback", rollout, reason="Freezes reported after completion.")
+
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.ROLLED_BACK
+    assert any("Rolled back" in text for text in texts(response))
+    event = rollout_events(rollout, "ROLLBACK").get()
+    assert (event.reason, event.changes["before"]) == (
+        "Freezes reported after completion.",
+        {"state": "completed"},
+    )
