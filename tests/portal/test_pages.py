@@ -571,6 +571,7 @@ def test_it_shows_the_install_progress_and_the_bake_countdown(page_client, rollo
     assert "90% needed" in html
     assert re.search(r"Baking, 4\d s left of 5 min\.", html)
     assert "Promote waits: Baking: 4" in html
+    assert '<div class="decision-action">Baking</div>' in html
 
 
 def test_it_says_the_bake_starts_when_enough_devices_run_the_release(page_client, rollout_factory):
@@ -586,6 +587,7 @@ def test_it_says_the_bake_starts_when_enough_devices_run_the_release(page_client
     assert "A 5 min bake starts when 90% run the release." in html
     # An operator cannot promote, but sees why it waits.
     assert f"Promote waits: Installing: 0 of 3 devices run {rollout.release.version}; 90% needed." in html
+    assert '<div class="decision-action">Waiting for the release to install</div>' in html
     assert "Promote anyway" not in html
 
 

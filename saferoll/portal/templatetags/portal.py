@@ -212,7 +212,18 @@ def decision_tone(action: str) -> str:
 
 
 @register.filter
-def decision_summary(action: str) -> str:
+def decision_summary(decision: Any) -> str:
+    """The verdict in a few words. A WAIT says what it waits for: the release to install, the bake
+    to run out, or enough devices to report."""
+    action = decision.action.value
+    if action == "WAIT":
+        evaluation = decision.evaluation or {}
+        if not (evaluation.get("install") or {}).get("met", True):
+            return "Waiting for the release to install"
+        if (evaluation.get("bake") or {}).get("remaining_seconds", 0) > 0 and decision.reason.startswith(
+            "Baking"
+        ):
+            return "Baking"
     return DECISION_SUMMARY.get(action, action)
 
 
