@@ -65,7 +65,7 @@ class RolloutWatch:
         self.detail: dict[str, Any] | None = None
         self.decision: dict[str, Any] | None = None
         self.seen_rings: set[str] = set()
-        self._shown_decision: tuple[str, str | None] | None = None
+        self._shown_decision: tuple[str, str | None, str] | None = None
 
     # ---- looking ---------------------------------------------------------------------------------
 
@@ -87,7 +87,9 @@ class RolloutWatch:
         decision = await self.api.decision(self.rollout_id)
         self.decision = decision
         if decision is not None:
-            key = (decision["action"], detail["current_ring"])
+            # A WAIT for the install, for data and for the bake are three moments worth a line each.
+            cause = str(decision.get("reason", "")).split(":")[0]
+            key = (decision["action"], detail["current_ring"], cause)
             if key != self._shown_decision:
                 self._shown_decision = key
                 self._note(f"gates: {decision['action']}", detail["current_ring"], decision.get("reason", ""))
