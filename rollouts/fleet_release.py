@@ -96,10 +96,13 @@ def rollback_target(
 
 
 def stage_devices(stage: dict):
-    """The devices a plan stage names: its cohort's members, else the devices of its ring(s)."""
+    """The devices a plan stage names: its cohort's members, else the devices of its ring(s); only
+    those of its region when it names one."""
     if stage.get("cohort"):
-        return Device.objects.filter(memberships__cohort__name=stage["cohort"])
-    return Device.objects.filter(ring__in=stage.get("rings") or [stage["ring"]])
+        devices = Device.objects.filter(memberships__cohort__name=stage["cohort"])
+    else:
+        devices = Device.objects.filter(ring__in=stage.get("rings") or [stage["ring"]])
+    return devices.filter(region=stage["region"]) if stage.get("region") else devices
 
 
 def already_running_refusal(release: Release, stages: list[dict]) -> str | None:

@@ -466,6 +466,8 @@ def detail_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "gates": _gates(decision, config),
         "steps": _ring_steps(rollout, blast.by_ring),
         "blast": blast,
+        # Where its devices go back to: the fleet's current release of their variant, as the rollback does.
+        "rolls_back_to": rollback_versions(rollout),
         "waves": wave_progress(rollout, blast),
         "retries_waiting": rollout_retries_waiting(rollout) if rollout.retries else None,
         "events": events,

@@ -122,6 +122,24 @@ def test_a_later_rollback_returns_devices_to_the_release_that_completed(
     )
 
 
+def test_the_rollout_page_says_where_its_devices_went_back_to(
+    stable, plan, rollout, manager, fleet, client, release_manager
+):
+    complete(rollout, manager)
+    later = lifecycle.rollout_create(
+        release=ReleaseFactory(version="v2.2", previous_release=stable), plan=plan, actor=manager
+    )
+    lifecycle.rollout_start(rollout=later, actor=manager)
+    report(later, "pilot")
+    lifecycle.rollout_rollback(rollout=later, actor=manager, reason="Crashes in pilot.")
+    client.force_login(release_manager.user)
+
+    page = client.get(reverse("portal:rollout-detail", args=[later.rollout_id])).content.decode()
+
+    # Not the release's previous_release (v2.0): the release the fleet completed since.
+    assert 'Rolled back to <span class="mono">v2.1</span>' in page
+
+
 # --- refusing a rollout that changes nothing -----------------------------------------------------
 
 
@@ -137,6 +155,20 @@ def test_a_rollout_of_a_release_every_targeted_device_runs_is_refused(stable, ro
         f"{rollout.finished_at:%Y-%m-%d}); there is nothing to roll out."
     )
     assert Rollout.objects.filter(release=rollout.release).count() == 1
+
+
+def test_a_regional_plan_is_refused_when_its_region_already_runs_the_release(release, manager, fleet):
+    eu, us = fleet["pilot"][0], fleet["pilot"][1]
+    Device.objects.filter(pk=eu.pk).update(region="eu", app_version=release.version)
+    Device.objects.filter(pk=us.pk).update(region="us")
+    plan = RolloutPlanFactory(
+        name="eu-only", stages=[{"ring": "eu-pilot", "rings": ["pilot"], "region": "eu"}]
+    )
+
+    with pytest.raises(ServiceRefused) as refused:
+        lifecycle.rollout_create(release=release, plan=plan, actor=manager)
+
+    assert refused.value.message.startswith(f"Every device this plan targets already runs {release.version}")
 
 
 def test_the_api_answers_409_to_a_rollout_that_changes_nothing(stable, rollout, manager, release_manager):
