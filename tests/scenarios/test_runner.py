@@ -63,8 +63,19 @@ class FakeSafeRoll:
 
     base_url = "http://saferoll.test"
 
-    def __init__(self, *, gates=lambda fake: "PROMOTE", busy=(), plans=None, autopilot=None, evaluation=None):
+    def __init__(
+        self,
+        *,
+        gates=lambda fake: "PROMOTE",
+        busy=(),
+        plans=None,
+        autopilot=None,
+        evaluation=None,
+        reason=None,
+    ):
         self.gates = gates
+        # The decision's reason; "gates say ACTION" unless a test gives its own.
+        self.reason = reason or (lambda fake, action: f"gates say {action}")
         # The evaluation detail the gates' decision carries (install share, bake, gates, health).
         self.evaluation = evaluation or (lambda fake: {})
         self.busy = list(busy)
@@ -145,7 +156,7 @@ class FakeSafeRoll:
         if self.rollout_data["status"] not in ("active", "paused"):
             return None
         action = self.gates(self)
-        return {"action": action, "reason": f"gates say {action}", "evaluation": self.evaluation(self)}
+        return {"action": action, "reason": self.reason(self, action), "evaluation": self.evaluation(self)}
 
     async def devices_on(self, version):
         return []
@@ -364,6 +375,29 @@ def test_it_waits_for_the_bake_when_the_pilot_is_still_installing():
     assert result.error.startswith("Timed out")
     assert not [call for call in api.calls if call[:2] == ("command", "promote")]
     assert not fleet.injected
+
+
+def test_the_timeline_shows_each_kind_of_wait_once():
+    reasons = [
+        "Installing: 0 of 4 devices run v2.1",
+        "Installing: 3 of 4 devices run v2.1",
+        "Baking: 20 s left of 1 min in pilot",
+        "Baking: 10 s left of 1 min in pilot",
+    ]
+    asked = []
+
+    def gates(fake):
+        asked.append(None)
+        return "WAIT" if len(asked) <= len(reasons) else "PROMOTE"
+
+    def reason(fake, action):
+        return reasons[len(asked) - 1] if action == "WAIT" else "All gates passed."
+
+    result = run(HAPPY, FakeSafeRoll(gates=gates, reason=reason))
+
+    waits = [line for line in result.lines if "gates: WAIT" in line]
+    assert len(waits) == 2
+    assert "Installing: 0 of 4" in waits[0] and "Baking: 20 s left" in waits[1]
 
 
 def test_the_disaster_fails_at_once_when_saferoll_pauses_instead():
