@@ -9,7 +9,7 @@ completed rollout back ends its completion, so the release before it is current 
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 
 from devices.models import Device, HardwareVariant
 from rollouts.choices import DeploymentState, RolloutStatus
@@ -95,7 +95,7 @@ def rollback_target(
 # --- a plan's devices that already run a release ------------------------------------------------
 
 
-def stage_devices(stage: dict):
+def stage_devices(stage: dict) -> QuerySet[Device]:
     """The devices a plan stage names: its cohort's members, else the devices of its ring(s); only
     those of its region when it names one."""
     if stage.get("cohort"):

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from devices.models import Device
 from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, IncidentStatus
+from rollouts.fleet_release import stage_devices
 from rollouts.gates import DEFAULT_MIN_INSTALLED_SHARE, BakeClock, GateConfig, InstallProgress, Signals
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from rollouts.waves import wave_minute, waves_sentence
@@ -123,10 +124,7 @@ def _incompatible_devices(rollout: Rollout, stage: dict) -> int:
     """Devices the stage would deploy to but whose hardware variant the release does not support
     (a release that names no variant supports every one)."""
     supported = rollout.release.compatible_variants.values("pk")
-    if stage.get("cohort"):
-        devices = Device.objects.filter(memberships__cohort__name=stage["cohort"])
-    else:
-        devices = Device.objects.filter(ring__in=stage.get("rings") or [stage["ring"]])
+    devices = stage_devices(stage)
     # One query: the subquery of supported variants runs inside it, EXISTS answering "any at all".
     return devices.filter(Exists(supported)).exclude(variant__in=supported).values("pk").distinct().count()
 

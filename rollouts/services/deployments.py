@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from devices.models import Cohort, Device
 from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
-from rollouts.fleet_release import rollback_target
+from rollouts.fleet_release import rollback_target, stage_devices
 from rollouts.maintenance import device_windows, windows_activation_start
 from rollouts.models import DeviceDeployment, Release, Rollout
 from rollouts.waves import wave_minute, waves_released_by
@@ -356,18 +356,11 @@ def deploy_stage(*, rollout: Rollout, stage: dict, only: Device | None = None) -
     it gets one again, and then joins: deploy_to_joined_device). `only` narrows the stage to one
     device (one that joined later)."""
     ring = stage["ring"]
-    if stage.get("cohort"):
-        cohort = Cohort.objects.filter(name=stage["cohort"]).first()
-        if cohort is None:
-            raise ServiceRefused(
-                f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
-            )
-        candidates = Device.objects.filter(memberships__cohort=cohort)
-    else:
-        candidates = Device.objects.filter(ring__in=stage.get("rings") or [ring])
-    if stage.get("region"):
-        candidates = candidates.filter(region=stage["region"])
-    candidates = candidates.exclude(deployments__rollout=rollout)
+    if stage.get("cohort") and not Cohort.objects.filter(name=stage["cohort"]).exists():
+        raise ServiceRefused(
+            f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
+        )
+    candidates = stage_devices(stage).exclude(deployments__rollout=rollout)
     if only is not None:
         candidates = candidates.filter(pk=only.pk)
     # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices

@@ -136,6 +136,25 @@ def test_it_counts_unreachable_and_incompatible_devices_apart(release_manager, p
     assert body["action"] == "PROMOTE"
 
 
+def test_a_regional_stage_counts_only_its_regions_incompatible_devices(manager):
+    supported = HardwareVariantFactory(name="tv-55-gen3")
+    kiosk = HardwareVariantFactory(name="kiosk-gen1")
+    release = ReleaseFactory(version="v2.2")
+    release.compatible_variants.set([supported])
+    for region in ("eu", "us"):
+        DeviceFactory(ring="pilot", variant=supported, region=region)
+        DeviceFactory(ring="pilot", variant=kiosk, region=region)
+    plan = RolloutPlanFactory(
+        name="eu-first", stages=[{"ring": "eu-pilot", "rings": ["pilot"], "region": "eu"}]
+    )
+    rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
+    lifecycle.rollout_start(rollout=rollout, actor=manager)
+
+    install = lifecycle.rollout_evaluate(rollout=rollout).evaluation["install"]
+
+    assert (install["targeted"], install["incompatible"]) == (1, 1)
+
+
 def test_it_waits_with_the_devices_it_does_not_count_named(release_manager, started):
     activate(started, "pilot", ago=dt.timedelta(seconds=0))
     pending = list(DeviceDeployment.objects.filter(rollout=started, ring="pilot"))[:5]
