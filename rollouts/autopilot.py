@@ -17,8 +17,9 @@ from rollouts.choices import (
     IncidentStatus,
     RolloutStatus,
 )
-from rollouts.gates import Action, BakeClock, GateConfig
+from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
+from rollouts.selectors import rollout_bake_clock
 from rollouts.services import lifecycle
 from rollouts.services.deployments import deployments_fail
 from rollouts.services.emergency import emergency_stop_raise
@@ -128,13 +129,7 @@ def _may_advance(rollout: Rollout, now: dt.datetime) -> bool:
     if rollout.current_ring is None:
         return False
     stage = rollout.stage(rollout.current_ring)
-    bake = BakeClock(
-        ring=rollout.current_ring,
-        minutes=stage.get("bake_minutes", 0),
-        started_at=rollout.bake_started_at,
-        now=now,
-    )
-    baked = bake.done
+    baked = rollout_bake_clock(rollout, rollout.current_ring, now=now).done
     is_last = rollout.next_ring() is None
     return baked and (is_last or stage.get("auto_advance", False))
 
