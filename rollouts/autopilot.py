@@ -19,6 +19,7 @@ from rollouts.choices import (
 )
 from rollouts.gates import Action, GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Rollout
+from rollouts.policy import Step, autopilot_move
 from rollouts.selectors import rollout_bake_clock
 from rollouts.services import lifecycle
 from rollouts.services.deployments import deployments_fail
@@ -96,30 +97,26 @@ def _open_sev1(rollout: Rollout) -> Incident | None:
 def _act(rollout: Rollout, evaluation: Evaluation, config: GateConfig, now: dt.datetime) -> bool:
     """Act on the stored judgement; each transition carries it, so the timeline shows why.
     Whether the rollout changed state."""
-    if evaluation.action == Action.ROLLBACK:
+    action = Action(evaluation.action)
+    may_advance = action == Action.PROMOTE and _may_advance(rollout, now)
+    move = autopilot_move(action, streak=rollout.failing_streak, config=config, may_advance=may_advance)
+    if move.streak != rollout.failing_streak:
+        Rollout.objects.filter(pk=rollout.pk).update(failing_streak=move.streak)
+        rollout.failing_streak = move.streak
+    if move.step == Step.ROLLBACK:
         lifecycle.rollout_rollback(
             rollout=rollout, actor=None, reason=evaluation.reason, evaluation=evaluation
         )
         _alert_automatic(rollout, "AUTO_ROLLBACK", evaluation.reason)
         return True
-    if evaluation.action == Action.PAUSE:
-        streak = rollout.failing_streak + 1
-        Rollout.objects.filter(pk=rollout.pk).update(failing_streak=streak)
-        rollout.failing_streak = streak
-        if streak >= config.consecutive_failures_to_pause:
-            reason = f"{evaluation.reason} (failing {streak} evaluations in a row)"
-            lifecycle.rollout_pause(rollout=rollout, actor=None, reason=reason, evaluation=evaluation)
-            _alert_automatic(rollout, "AUTO_PAUSE", reason)
-            return True
-        return False
-    if evaluation.action == Action.PROMOTE:
-        if rollout.failing_streak:
-            Rollout.objects.filter(pk=rollout.pk).update(failing_streak=0)
-            rollout.failing_streak = 0
-        if _may_advance(rollout, now):
-            lifecycle.rollout_promote(rollout=rollout, actor=None, evaluation=evaluation)
-            return True
-    # WAIT: too little data to judge, so nothing happens and nothing is counted.
+    if move.step == Step.PAUSE:
+        reason = f"{evaluation.reason} (failing {move.streak} evaluations in a row)"
+        lifecycle.rollout_pause(rollout=rollout, actor=None, reason=reason, evaluation=evaluation)
+        _alert_automatic(rollout, "AUTO_PAUSE", reason)
+        return True
+    if move.step == Step.PROMOTE:
+        lifecycle.rollout_promote(rollout=rollout, actor=None, evaluation=evaluation)
+        return True
     return False
 
 

@@ -49,8 +49,12 @@ class GateConfig:
     latency_max_ms: float = 500
     latency_critical_ms: float = 1000
     window_minutes: int = 5
-    # Fewer reporting devices than this and the decision is WAIT: no data never reads as healthy.
+    # Fewer reporting devices than this, or fewer checks than `min_checks`, and the decision is
+    # WAIT: no data never reads as healthy, and a rate judged on a few dozen checks is noise (one
+    # failed boot in 150 checks is "99.3 %"). At or above both, every gate judges its point
+    # estimate, so the decision table of 000 §9.3 comes out as written.
     min_sample: int = 10
+    min_checks: int = 200
     # Share of the ring's devices running the release that reported in the window.
     reporting_rate_min: float | None = 0.90
     # A ring that goes this silent is treated as failing (000 §9.5 "network issue").
@@ -69,6 +73,17 @@ class GateConfig:
     # A device of the ring not heard from for this long, and not running the release, counts as
     # unreachable: shown apart, and left out of the installed share's denominator.
     unreachable_after_minutes: int = 60
+    # Baseline comparison (SPEC §5): the ring against the devices still on the previous release
+    # over the same window. A gate that fails as much on the baseline is an outside event, not the
+    # release (WAIT); a ring significantly worse than the baseline by more than the ratio fails.
+    baseline_comparison: bool = True
+    # Devices needed on each side before the comparison says anything.
+    baseline_min_sample: int = 30
+    # One-sided significance level of the tests (they run every autopilot round, so it is small).
+    baseline_alpha: float = 0.001
+    baseline_crash_ratio_max: float = 1.5
+    baseline_boot_ratio_max: float = 2.0
+    baseline_latency_ratio_max: float = 1.5
 
     _RATES = (
         "crash_free_min",
@@ -79,6 +94,7 @@ class GateConfig:
         "reporting_rate_critical",
         "availability_min",
         "deployment_failure_max",
+        "baseline_alpha",
     )
 
     @classmethod
@@ -114,6 +130,15 @@ class GateConfig:
             )
         if self.min_sample < 1:
             raise ValueError("min_sample must be at least 1.")
+        if self.min_checks < 1:
+            raise ValueError("min_checks must be at least 1.")
+        if self.baseline_min_sample < 2:
+            raise ValueError("baseline_min_sample must be at least 2.")
+        if not 0 < self.baseline_alpha < 0.5:
+            raise ValueError("baseline_alpha must be between 0 and 0.5.")
+        for key in ("baseline_crash_ratio_max", "baseline_boot_ratio_max", "baseline_latency_ratio_max"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1 (the baseline itself).")
         if self.consecutive_failures_to_pause < 1:
             raise ValueError("consecutive_failures_to_pause must be at least 1.")
         if not 1 <= self.unreachable_after_minutes <= MAX_UNREACHABLE_MINUTES:
@@ -272,6 +297,8 @@ class Signals:
     open_sev1_incidents: tuple[str, ...] = ()
     install: InstallProgress | None = None
     bake: BakeClock | None = None
+    # Devices still on the previous release over the same window; None: no comparison.
+    baseline: RingHealth | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,19 @@ def round_rate(value: float | int | None) -> float | int | None:
 
 
 @dataclass(frozen=True)
+class DeviceSpread:
+    """The window's devices, each summarised by the mean of its own checks, then described across
+    devices (mean and sample variance). The checks of one device are not independent of each other,
+    so a comparison between two groups of devices counts devices, not checks."""
+
+    devices: int
+    crash_rate_mean: float
+    crash_rate_var: float
+    latency_mean: float
+    latency_var: float
+
+
+@dataclass(frozen=True)
 class RingHealth:
     """Aggregated health of a ring over a window (000 §6.4), plus what SafeRoll adds."""
 
@@ -28,6 +41,15 @@ class RingHealth:
     availability: float | None = None
     event_lag_ms: float | None = None
     dropped_events: float | None = None
+    # Per-device statistics behind the baseline comparison; None when not measured.
+    spread: DeviceSpread | None = None
+
+    @property
+    def boot_failures(self) -> int | None:
+        """Checks that reported a failed boot; None when the number of checks is unknown."""
+        if self.checks is None:
+            return None
+        return round(self.checks * (1 - self.boot_success_rate))
 
     @property
     def reporting_rate(self) -> float | None:
