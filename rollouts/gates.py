@@ -13,12 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from rollouts import baseline as baseline_tests
 from telemetry.health import RingHealth, round_rate
-
-# A critical boot-success verdict needs the whole 95 % Wilson interval below the critical line, so
-# the true rate is below it with at least that confidence: two failed boots in 60 checks must not
-# roll a healthy release back.
-CRITICAL_CONFIDENCE_Z = 1.96
 
 # Upper bounds of the settings that become durations. A day is far beyond any useful gate window or
 # reporting grace; without a bound, a huge number would overflow the datetime arithmetic of every
@@ -84,6 +80,7 @@ class GateConfig:
     baseline_crash_ratio_max: float = 1.5
     baseline_boot_ratio_max: float = 2.0
     baseline_latency_ratio_max: float = 1.5
+    baseline_silence_ratio_max: float = 2.0
 
     _RATES = (
         "crash_free_min",
@@ -136,7 +133,12 @@ class GateConfig:
             raise ValueError("baseline_min_sample must be at least 2.")
         if not 0 < self.baseline_alpha < 0.5:
             raise ValueError("baseline_alpha must be between 0 and 0.5.")
-        for key in ("baseline_crash_ratio_max", "baseline_boot_ratio_max", "baseline_latency_ratio_max"):
+        for key in (
+            "baseline_crash_ratio_max",
+            "baseline_boot_ratio_max",
+            "baseline_latency_ratio_max",
+            "baseline_silence_ratio_max",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be at least 1 (the baseline itself).")
         if self.consecutive_failures_to_pause < 1:
@@ -315,8 +317,12 @@ class Gate:
     needs_sample: bool = True
     # A critical failure of these gates means ROLLBACK (000 §6.2); the rest can only pause.
     rolls_back: bool = False
-    # The most the true rate can be, at CRITICAL_CONFIDENCE_Z, given how many checks it rests on.
-    upper_bound: float | None = None
+    # The same figure on the devices still on the previous release, over the same window.
+    baseline: float | None = None
+    # Failing as much on the baseline: an outside event, not the release's fault.
+    excused: bool = False
+    # A comparison gate's own words and figures (rollouts.baseline.Comparison).
+    comparison: baseline_tests.Comparison | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -328,11 +334,17 @@ class Gate:
         if self.critical_threshold is not None:
             data["critical_threshold"] = self.critical_threshold
             data["critical"] = self.critical
-        if self.upper_bound is not None:
-            data["upper_bound"] = round_rate(self.upper_bound)
+        if self.baseline is not None:
+            data["baseline"] = round_rate(self.baseline)
+        if self.excused:
+            data["excused"] = True
+        if self.comparison is not None:
+            data.update(self.comparison.to_dict())
         return data
 
     def describe(self) -> str:
+        if self.comparison is not None:
+            return self.comparison.describe()
         value, threshold = _show_apart(self.name, self.value, self.threshold)
         return f"{self.label} {value} (goal {self.operator} {threshold})"
 
@@ -351,14 +363,22 @@ class Decision:
 
 
 def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = None) -> Decision:
-    """Judge a ring: ROLLBACK on a critical failure, PROMOTE when every gate passes,
-    WAIT when too few devices reported to tell, and PAUSE otherwise."""
+    """Judge a ring: ROLLBACK on a critical failure, PROMOTE when every gate passes, WAIT when too
+    few devices reported to tell or when what fails fails as much on the previous release (an
+    outside event), and PAUSE otherwise."""
     signals = signals or Signals()
-    gates = _gates(health, config, signals)
-    enough_data = health.total_devices >= config.min_sample
+    comparisons = _comparisons(health, config, signals)
+    gates = _excuse_outside_events(
+        _gates(health, config, signals) + [_comparison_gate(comparison) for comparison in comparisons],
+        comparisons,
+        config,
+        signals.baseline,
+    )
+    enough_data = _enough_data(health, config)
     judged = [gate for gate in gates if enough_data or not gate.needs_sample]
-    critical = [gate for gate in judged if gate.critical and gate.rolls_back]
-    failing = [gate for gate in judged if not gate.passed]
+    critical = [gate for gate in judged if gate.critical and gate.rolls_back and not gate.excused]
+    failing = [gate for gate in judged if not gate.passed and not gate.excused]
+    excused = [gate for gate in judged if gate.excused]
 
     if critical:
         action = Action.ROLLBACK
@@ -366,15 +386,15 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
     elif failing:
         action = Action.PAUSE
         reason = "SLO gates failing but not critical: " + "; ".join(gate.describe() for gate in failing) + "."
+    elif excused:
+        action = Action.WAIT
+        reason = "Outside event, not the release: " + "; ".join(_excuse_text(gate) for gate in excused) + "."
     elif signals.install is not None and not signals.install.met:
         action = Action.WAIT
         reason = f"Installing: {signals.install.describe()}."
     elif not enough_data:
         action = Action.WAIT
-        reason = (
-            f"Too little data: {health.total_devices} of the {config.min_sample} devices needed "
-            f"reported in the last {health.window_minutes} minutes."
-        )
+        reason = _too_little_data(health, config)
     elif signals.bake is not None and not signals.bake.done:
         action = Action.WAIT
         reason = f"{signals.bake.describe()}."
@@ -395,7 +415,22 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
         evaluation["install"] = signals.install.to_dict()
     if signals.bake is not None:
         evaluation["bake"] = signals.bake.to_dict()
+    if signals.baseline is not None:
+        evaluation["baseline"] = signals.baseline.to_dict()
     return Decision(action=action, reason=reason, evaluation=evaluation, health=health)
+
+
+def _enough_data(health: RingHealth, config: GateConfig) -> bool:
+    """The minimum sample: devices, and checks when their number is known."""
+    enough_checks = health.checks is None or health.checks >= config.min_checks
+    return health.total_devices >= config.min_sample and enough_checks
+
+
+def _too_little_data(health: RingHealth, config: GateConfig) -> str:
+    counts = [f"{health.total_devices:,} of the {config.min_sample:,} devices"]
+    if health.checks is not None:
+        counts.append(f"{health.checks:,} of the {config.min_checks:,} checks")
+    return f"Too little data: {' and '.join(counts)} needed reported in the last {health.window_minutes} minutes."
 
 
 def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gate]:
@@ -408,7 +443,14 @@ def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gat
             config.crash_free_critical,
             rolls_back=True,
         ),
-        _boot_success(health, config),
+        _at_least(
+            "boot_success_rate",
+            "Boot success rate",
+            health.boot_success_rate,
+            config.boot_success_min,
+            config.boot_success_critical,
+            rolls_back=True,
+        ),
         _at_most(
             "median_latency_ms",
             "Median latency",
@@ -457,6 +499,112 @@ def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gat
     return gates
 
 
+# The built-in gates an outside event can explain, with the figure of the baseline they read and
+# the comparison that says whether the ring is worse than the baseline on it.
+_BASELINE_FIGURES = {
+    "crash_free_rate": ("crash_free_rate", "crash_rate"),
+    "boot_success_rate": ("boot_success_rate", "boot_failure_rate"),
+    "median_latency_ms": ("median_latency_ms", "latency"),
+    "reporting_rate": ("reporting_rate", "silent_share"),
+    "availability": ("availability", None),
+    "event_lag_ms": ("event_lag_ms", None),
+    "dropped_events": ("dropped_events", None),
+}
+
+
+def _comparisons(health: RingHealth, config: GateConfig, signals: Signals) -> list[baseline_tests.Comparison]:
+    if not config.baseline_comparison or signals.baseline is None:
+        return []
+    return baseline_tests.compare(
+        health,
+        signals.baseline,
+        min_sample=config.baseline_min_sample,
+        alpha=config.baseline_alpha,
+        ratios={
+            "crash": config.baseline_crash_ratio_max,
+            "boot": config.baseline_boot_ratio_max,
+            "latency": config.baseline_latency_ratio_max,
+            "silence": config.baseline_silence_ratio_max,
+        },
+    )
+
+
+def _comparison_gate(comparison: baseline_tests.Comparison) -> Gate:
+    """A regression against the baseline pauses; it never rolls back by itself."""
+    ratio = None if math.isinf(comparison.ratio) else comparison.ratio
+    return Gate(
+        f"{comparison.metric}_vs_baseline",
+        f"{comparison.label} against the previous release",
+        ratio,
+        comparison.ratio_max,
+        "<=",
+        not comparison.worse,
+        comparison=comparison,
+    )
+
+
+def _excuse_outside_events(
+    gates: list[Gate],
+    comparisons: list[baseline_tests.Comparison],
+    config: GateConfig,
+    baseline: RingHealth | None,
+) -> list[Gate]:
+    """A failing gate whose figure fails as much on the devices still on the previous release,
+    over the same window, is not blamed on the release: a hospital's network outage slows and
+    silences old and new versions alike. Not when the ring is significantly worse than the
+    baseline on that figure, nor when the baseline is too small to speak for the fleet."""
+    if not config.baseline_comparison or baseline is None:
+        return gates
+    by_metric = {comparison.metric: comparison for comparison in comparisons}
+    judged = []
+    for gate in gates:
+        figure, metric = _BASELINE_FIGURES.get(gate.name, (None, None))
+        # A baseline nobody reported in has no figures, only its silence.
+        heard = baseline.total_devices > 0 or figure == "reporting_rate"
+        value = getattr(baseline, figure) if figure and heard else None
+        if value is None:
+            judged.append(gate)
+            continue
+        gate = replace(gate, baseline=value)
+        if not gate.passed and _same_trouble(gate, metric, by_metric, baseline, config):
+            gate = replace(gate, excused=True)
+        judged.append(gate)
+    return judged
+
+
+def _same_trouble(
+    gate: Gate,
+    metric: str | None,
+    comparisons: dict[str, baseline_tests.Comparison],
+    baseline: RingHealth,
+    config: GateConfig,
+) -> bool:
+    """Whether the baseline fails the gate's threshold too and the ring is not worse than it: by
+    the statistical comparison where the figure has one (none: too few devices, no excuse), else
+    by no more than half as far again past the threshold."""
+    # Silence is judged over the devices expected to report; every other figure over those that did.
+    size = baseline.expected_devices if gate.name == "reporting_rate" else baseline.total_devices
+    value = gate.baseline
+    if (size or 0) < config.baseline_min_sample or gate.value is None or value is None:
+        return False
+    sign = 1 if gate.operator == ">=" else -1
+    baseline_shortfall = sign * (gate.threshold - value)
+    if baseline_shortfall <= 0:
+        return False
+    if metric is not None:
+        comparison = comparisons.get(metric)
+        return comparison is not None and not comparison.worse
+    return sign * (gate.threshold - gate.value) <= 1.5 * baseline_shortfall
+
+
+def _excuse_text(gate: Gate) -> str:
+    value, threshold = _show_apart(gate.name, gate.value, gate.threshold)
+    return (
+        f"{gate.label.lower()} {value} (goal {gate.operator} {threshold}) and "
+        f"{_show(gate.name, gate.baseline)} on the previous release over the same window"
+    )
+
+
 def _at_least(
     name, label, value, threshold, critical_below=None, *, rolls_back=False, needs_sample=True
 ) -> Gate:
@@ -475,31 +623,6 @@ def _at_least(
     )
 
 
-def _boot_success(health: RingHealth, config: GateConfig) -> Gate:
-    """Boot success is a share of checks: critical only when even its upper confidence bound is
-    below the critical line, so a handful of checks with one failed boot pauses at most."""
-    gate = _at_least(
-        "boot_success_rate",
-        "Boot success rate",
-        health.boot_success_rate,
-        config.boot_success_min,
-        config.boot_success_critical,
-        rolls_back=True,
-    )
-    if not health.checks:
-        return gate
-    bound = wilson_upper_bound(health.boot_success_rate, health.checks)
-    return replace(gate, critical=bound < config.boot_success_critical, upper_bound=bound)
-
-
-def wilson_upper_bound(rate: float, trials: int, z: float = CRITICAL_CONFIDENCE_Z) -> float:
-    """Upper end of the Wilson score interval of a proportion observed over `trials`."""
-    denominator = 1 + z * z / trials
-    centre = rate + z * z / (2 * trials)
-    margin = z * math.sqrt(rate * (1 - rate) / trials + z * z / (4 * trials * trials))
-    return min(1.0, (centre + margin) / denominator)
-
-
 def _at_most(name, label, value, threshold, critical_above=None, *, needs_sample=True) -> Gate:
     critical = critical_above is not None and value > critical_above
     return Gate(
@@ -510,10 +633,7 @@ def _at_most(name, label, value, threshold, critical_above=None, *, needs_sample
 def _critical_text(gate: Gate) -> str:
     side = "below" if gate.operator == ">=" else "above"
     value, threshold = _show_apart(gate.name, gate.value, gate.critical_threshold)
-    text = f"{gate.label.lower()} {value} is {side} {threshold}"
-    if gate.upper_bound is not None:
-        text += f" (at most {_show(gate.name, gate.upper_bound)} with 95% confidence)"
-    return text
+    return f"{gate.label.lower()} {value} is {side} {threshold}"
 
 
 def _show_apart(name: str, value: float | None, threshold: float | None) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from rollouts.waves import wave_minute, waves_sentence
 from telemetry.health import RingHealth
 from telemetry.selectors import (
     SeriesPoint,
+    baseline_health,
     checked_on_version_since_targeted,
     health_since_targeted,
     ring_series,
@@ -50,6 +51,30 @@ def rollout_ring_health(
         window_minutes=config.window_minutes,
         expected_devices=expected,
         now=now,
+        spread=config.baseline_comparison,
+    )
+
+
+def rollout_baseline_health(
+    rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime
+) -> RingHealth | None:
+    """The devices still on the previous release over the same window, at the sites of the
+    stage's devices where there are enough of them; None when the plan compares nothing."""
+    if not config.baseline_comparison:
+        return None
+    sites = (
+        DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
+        .order_by()
+        .values_list("device__site", flat=True)
+        .distinct()
+    )
+    return baseline_health(
+        version=rollout.release.version,
+        sites=list(sites),
+        window_minutes=config.window_minutes,
+        heard_within_minutes=config.unreachable_after_minutes,
+        min_devices=config.baseline_min_sample,
+        now=now,
     )
 
 
@@ -72,11 +97,13 @@ def rollout_signals(
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
     now = now or timezone.now()
+    config = config or GateConfig.from_dict(rollout.gate_config)
     return Signals(
         deployment_failure_rate=failure_rate,
         open_sev1_incidents=tuple(sev1),
         install=rollout_install_progress(rollout, ring, config=config, now=now),
         bake=rollout_bake_clock(rollout, ring, now=now),
+        baseline=rollout_baseline_health(rollout, ring, config=config, now=now),
     )
 
 

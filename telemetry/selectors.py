@@ -25,13 +25,14 @@ from django.db.models import (
     Q,
     QuerySet,
     Value,
+    Variance,
     When,
 )
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from devices.models import Device
-from telemetry.health import RingHealth
+from telemetry.health import DeviceSpread, RingHealth
 from telemetry.models import HealthCheck
 
 
@@ -52,10 +53,16 @@ def _window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.dat
 
 
 def _summarize(
-    checks: QuerySet[HealthCheck], *, ring: str, window_minutes: int, expected_devices: int | None = None
+    checks: QuerySet[HealthCheck],
+    *,
+    ring: str,
+    window_minutes: int,
+    expected_devices: int | None = None,
+    spread: bool = False,
 ) -> RingHealth:
     """Aggregate checks already cut to a window. An empty window gives the default healthy values
-    with total_devices 0; the gate engine turns that into WAIT, never into PROMOTE."""
+    with total_devices 0; the gate engine turns that into WAIT, never into PROMOTE. `spread` adds
+    the per-device statistics a baseline comparison needs (one more query)."""
     aggregates: dict[str, Any] = {
         "devices": Count("device_id", distinct=True),
         "checks": Count("id"),
@@ -92,6 +99,31 @@ def _summarize(
         availability=totals["availability"],
         event_lag_ms=totals["lag"],
         dropped_events=totals["dropped"],
+        spread=_spread(checks) if spread else None,
+    )
+
+
+def _spread(checks: QuerySet[HealthCheck]) -> DeviceSpread:
+    """Each device's mean crash rate and latency over its checks, then their mean and sample
+    variance across devices: one query, the per-device step in a subquery."""
+    per_device = (
+        checks.order_by()
+        .values("device_id")
+        .annotate(device_crash_free=Avg("crash_free"), device_latency=Avg("checkin_latency_ms"))
+    )
+    totals = per_device.aggregate(
+        devices=Count("device_id"),
+        crash_free=Avg("device_crash_free"),
+        crash_var=Variance("device_crash_free", sample=True),
+        latency=Avg("device_latency"),
+        latency_var=Variance("device_latency", sample=True),
+    )
+    return DeviceSpread(
+        devices=totals["devices"],
+        crash_rate_mean=1 - totals["crash_free"],
+        crash_rate_var=totals["crash_var"] or 0.0,
+        latency_mean=totals["latency"],
+        latency_var=totals["latency_var"] or 0.0,
     )
 
 
@@ -113,6 +145,7 @@ def health_since_targeted(
     window_minutes: int,
     expected_devices: int,
     now: dt.datetime,
+    spread: bool = False,
 ) -> RingHealth:
     """Health from the checks of `version` each device sent after it was targeted: `targetings`
     are rows with a `device_id` and the `created_at` of the targeting (a rollout's deployments).
@@ -123,7 +156,38 @@ def health_since_targeted(
     checks = HealthCheck.objects.filter(
         Exists(targeted_before_check), version=version, received_at__gte=_window_start(window_minutes, now)
     )
-    return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices)
+    return _summarize(
+        checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices, spread=spread
+    )
+
+
+def baseline_health(
+    *,
+    version: str,
+    sites: Iterable[str],
+    window_minutes: int,
+    heard_within_minutes: int,
+    min_devices: int,
+    now: dt.datetime,
+) -> RingHealth:
+    """Health of the devices not on `version` over the window: the baseline a ring of that version
+    is compared with. Those of `sites` when they are at least `min_devices` (an outage at the
+    ring's sites then shows on both sides), else the whole fleet. Every such device heard from
+    within `heard_within_minutes` is expected to report, as a ring's activated devices are."""
+    start = _window_start(window_minutes, now)
+    checks = HealthCheck.objects.filter(received_at__gte=start, received_at__lte=now).exclude(version=version)
+    devices = Device.objects.filter(
+        last_heartbeat__gte=now - dt.timedelta(minutes=heard_within_minutes)
+    ).exclude(app_version=version)
+    sites = [site for site in set(sites) if site]
+    if sites:
+        local_devices = devices.filter(site__in=sites)
+        if local_devices.count() >= min_devices:
+            checks = checks.filter(device__site__in=sites)
+            devices = local_devices
+    return _summarize(
+        checks, ring="baseline", window_minutes=window_minutes, expected_devices=devices.count(), spread=True
+    )
 
 
 def checked_on_version_since_targeted(version: str) -> Exists:

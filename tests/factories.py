@@ -96,7 +96,8 @@ class RolloutPlanFactory(factory.django.DjangoModelFactory):
 
     name = "test-plan"
     stages = factory.LazyFunction(lambda: [dict(stage) for stage in DEMO_STAGES])
-    gate_config = factory.LazyFunction(lambda: GateConfig(min_sample=10).to_dict())
+    # Test fleets are a few dozen devices that send one check each: the minimum sample is sized to them.
+    gate_config = factory.LazyFunction(lambda: GateConfig(min_sample=10, min_checks=10).to_dict())
 
 
 class RolloutFactory(factory.django.DjangoModelFactory):

@@ -12,7 +12,6 @@ from rollouts.gates import (
     Signals,
     evaluate,
     human_duration,
-    wilson_upper_bound,
 )
 from telemetry.health import RingHealth
 
@@ -152,25 +151,33 @@ def test_it_round_trips_its_settings():
 
 
 @pytest.mark.parametrize(
-    ("boot", "checks", "expected"),
+    ("devices", "checks", "booted", "expected"),
     [
-        pytest.param(58 / 60, 60, Action.PAUSE, id="2 failed boots in 60: below the line, not surely"),
-        pytest.param(193 / 200, 200, Action.PAUSE, id="96.5% of 200: could still be 97%"),
-        pytest.param(52 / 60, 60, Action.ROLLBACK, id="8 failed boots in 60"),
-        pytest.param(880 / 1000, 1000, Action.ROLLBACK, id="88% of 1000"),
-        pytest.param(0.96, None, Action.ROLLBACK, id="number of checks unknown: the rate as it stands"),
+        pytest.param(500, 500, 480, Action.ROLLBACK, id="500 devices, 20 failing to boot: 96.0%"),
+        pytest.param(500, 3000, 2880, Action.ROLLBACK, id="96.0% of 3,000 checks"),
+        pytest.param(50, 200, 193, Action.ROLLBACK, id="96.5% of 200 checks: at the minimum"),
+        pytest.param(100, 200, 198, Action.PAUSE, id="99.0% of 200 checks"),
+        pytest.param(100, 200, 199, Action.PROMOTE, id="one failed boot in 200: 99.5%"),
+        pytest.param(50, 150, 149, Action.WAIT, id="one failed boot in the first 150 checks"),
+        pytest.param(50, 150, 100, Action.WAIT, id="below the minimum, however bad"),
+        pytest.param(5, 400, 300, Action.WAIT, id="too few devices"),
     ],
 )
-def test_it_rolls_back_on_boot_success_only_when_sure_it_is_below_the_critical_line(boot, checks, expected):
-    assert evaluate(health(boot=boot, checks=checks), CONFIG).action == expected
+def test_it_judges_boot_success_as_it_stands_once_the_sample_is_enough(devices, checks, booted, expected):
+    ring = RingHealth(ring="pilot", total_devices=devices, checks=checks, boot_success_rate=booted / checks)
+
+    assert evaluate(ring, CONFIG).action == expected
 
 
-def test_it_says_how_sure_it_is_when_boot_success_is_critical():
-    decision = evaluate(health(boot=52 / 60, checks=60), CONFIG)
+def test_it_says_how_much_data_is_missing():
+    ring = RingHealth(ring="pilot", total_devices=8, checks=150, window_minutes=5)
 
-    assert "boot success rate 86.7% is below 97.0% (at most 93.1% with 95% confidence)" in decision.reason
-    assert decision.evaluation["gates"]["boot_success_rate"]["upper_bound"] == 0.9309
-    assert decision.evaluation["health"]["checks"] == 60
+    decision = evaluate(ring, CONFIG)
+
+    assert decision.action == Action.WAIT
+    assert decision.reason == (
+        "Too little data: 8 of the 10 devices and 150 of the 200 checks needed reported in the last 5 minutes."
+    )
 
 
 def test_it_shows_a_failing_value_with_the_decimals_that_tell_it_from_the_threshold():
@@ -178,13 +185,6 @@ def test_it_shows_a_failing_value_with_the_decimals_that_tell_it_from_the_thresh
 
     assert decision.action == Action.PAUSE
     assert "Crash-free rate 98.96% (goal >= 99.00%)" in decision.reason
-
-
-def test_wilson_bound_stays_within_a_share_and_narrows_with_more_checks():
-    assert wilson_upper_bound(1.0, 5) == 1.0
-    assert (
-        0.9 < wilson_upper_bound(0.9, 1000) < wilson_upper_bound(0.9, 100) < wilson_upper_bound(0.9, 10) < 1
-    )
 
 
 # --- Install share and bake ----------------------------------------------------------------------

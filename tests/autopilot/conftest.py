@@ -60,7 +60,9 @@ def make_rollout(fleet):
             {"ring": ring, "bake_minutes": bake_minutes, "auto_advance": auto_advance}
             for ring in ("pilot", "ring_5", "ring_25", "ring_100")
         ]
-        config = GateConfig.from_dict({"min_sample": 10, "consecutive_failures_to_pause": 3, **gates})
+        config = GateConfig.from_dict(
+            {"min_sample": 10, "min_checks": 10, "consecutive_failures_to_pause": 3, **gates}
+        )
         plan = RolloutPlanFactory(
             name=f"plan-{auto_advance}-{bake_minutes}-{abs(hash(config)) % 10**8}",
             stages=stages,

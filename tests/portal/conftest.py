@@ -76,7 +76,9 @@ def page_client(make_user):
 
 def fast_plan(**gates):
     """Four rings, no bake, gates that judge a handful of devices (so tests stay small)."""
-    config = GateConfig(min_sample=3, reporting_rate_min=None, reporting_rate_critical=None, **gates)
+    config = GateConfig(
+        min_sample=3, min_checks=3, reporting_rate_min=None, reporting_rate_critical=None, **gates
+    )
     return RolloutPlanFactory(
         name="portal-test",
         stages=[dict(stage) for stage in DEMO_STAGES],

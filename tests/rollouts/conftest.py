@@ -18,7 +18,7 @@ FLEET = {"pilot": 20, "ring_5": 12, "ring_25": 15, "ring_100": 25}
 def plan(db):
     """The default plan: the four demo rings, no bake, gates of 000 §6.2 with a sample of 10."""
     return RolloutPlanFactory(
-        name="test-plan", is_default=True, gate_config=GateConfig(min_sample=10).to_dict()
+        name="test-plan", is_default=True, gate_config=GateConfig(min_sample=10, min_checks=10).to_dict()
     )
 
 

@@ -22,18 +22,31 @@ def activate(
 
 
 def report(
-    rollout: Rollout, ring: str, *, crash_free: float = 0.995, boot_ok: bool = True, latency: int = 50
+    rollout: Rollout,
+    ring: str,
+    *,
+    crash_free: float = 0.995,
+    boot_ok: bool = True,
+    latency: int = 50,
+    checks: int = 1,
 ):
-    """Every device of the ring activates the release and sends one health check reporting it."""
-    for deployment in activate(rollout, ring):
-        HealthCheckFactory(
-            device=deployment.device,
-            ring=deployment.device.ring,
-            version=rollout.release.version,
-            crash_free=crash_free,
-            boot_ok=boot_ok,
-            checkin_latency_ms=latency,
-        )
+    """Every device of the ring activates the release and sends `checks` health checks reporting
+    it (a preset's minimum sample counts checks as well as devices), taken a second apart on the
+    device's clock and received now."""
+    deployments = activate(rollout, ring)
+    now = timezone.now()
+    for deployment in deployments:
+        for second in range(checks):
+            HealthCheckFactory(
+                device=deployment.device,
+                ring=deployment.device.ring,
+                version=rollout.release.version,
+                crash_free=crash_free,
+                boot_ok=boot_ok,
+                checkin_latency_ms=latency,
+                received_at=now,
+                device_time=now - dt.timedelta(seconds=second),
+            )
 
 
 def age_out_checks(*, older_by: dt.timedelta = dt.timedelta(hours=1)) -> None:

@@ -251,11 +251,11 @@ def test_the_demo_preset_lets_the_pilot_promote_at_once_and_bakes_the_rings_afte
         "rollout_id"
     ]
     release_manager.post(f"/api/rollouts/{rollout_id}/start")
-    report(Rollout.objects.get(rollout_id=rollout_id), "pilot")
+    report(Rollout.objects.get(rollout_id=rollout_id), "pilot", checks=10)
 
     assert release_manager.get(f"/api/rollouts/{rollout_id}/should_promote").json()["action"] == "PROMOTE"
     assert release_manager.post(f"/api/rollouts/{rollout_id}/promote").json()["state"] == "ring_5"
-    report(Rollout.objects.get(rollout_id=rollout_id), "ring_5")
+    report(Rollout.objects.get(rollout_id=rollout_id), "ring_5", checks=20)
     should = release_manager.get(f"/api/rollouts/{rollout_id}/should_promote").json()
     assert (should["action"], should["reason"]) == ("WAIT", "Baking: 1 min left of 1 min in ring_5.")
 

@@ -94,7 +94,10 @@ def test_it_audits_what_changed_in_a_plan(manager, plan):
 
     event = AuditEvent.objects.get(object_type="rolloutplan", action="UPDATE")
     assert event.changes == {
-        "before": {"description": "", "gate_config": plan.gate_config | GateConfig(min_sample=10).to_dict()},
+        "before": {
+            "description": "",
+            "gate_config": plan.gate_config | GateConfig(min_sample=10, min_checks=10).to_dict(),
+        },
         "after": {"description": "Faster.", "gate_config": {"min_sample": 5}},
     }
     assert event.reason == "Plan test-plan changed: description, gate_config."

@@ -35,7 +35,12 @@ def regional_fleet(db) -> dict[tuple[str, str], list]:
 
 
 def regional_plan(**changes) -> dict:
-    return {"name": "by-region", "stages": REGIONAL_STAGES, "gate_config": {"min_sample": 10}, **changes}
+    return {
+        "name": "by-region",
+        "stages": REGIONAL_STAGES,
+        "gate_config": {"min_sample": 10, "min_checks": 10},
+        **changes,
+    }
 
 
 def test_a_release_manager_creates_a_regional_plan(release_manager, regional_fleet):

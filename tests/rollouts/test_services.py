@@ -48,7 +48,7 @@ def test_it_creates_a_rollout_with_the_plans_stages_and_gates_frozen(plan, relea
     assert rollout.state == "created"
     assert rollout.current_ring is None
     assert rollout.ring_names == ["pilot", "ring_5", "ring_25", "ring_100"]
-    assert rollout.gate_config == GateConfig(min_sample=10).to_dict()
+    assert rollout.gate_config == GateConfig(min_sample=10, min_checks=10).to_dict()
     assert rollout.created_by == manager
     event = last_event(rollout)
     assert (event.action, event.actor, event.object_type) == ("CREATED", manager, "rollout")
@@ -213,7 +213,7 @@ def test_it_does_not_deploy_a_device_twice_when_a_later_stage_includes_it(releas
     plan = RolloutPlanFactory(
         name="canary-first",
         stages=[{"ring": "canary", "cohort": "canaries"}, {"ring": "pilot"}],
-        gate_config={"min_sample": 1},
+        gate_config={"min_sample": 1, "min_checks": 1},
     )
     rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
     lifecycle.rollout_start(rollout=rollout, actor=manager)

@@ -123,13 +123,6 @@ def gate_current(gate: dict[str, Any], name: str) -> str:
 
 
 @register.filter
-def below_critical_unsure(gate: dict[str, Any]) -> bool:
-    """Below its critical line, but on too few checks to be sure (rollouts.gates: upper_bound)."""
-    bound, line = gate.get("upper_bound"), gate.get("critical_threshold")
-    return bound is not None and line is not None and not gate.get("critical") and gate["value"] < line
-
-
-@register.filter
 def gate_label(name: str) -> str:
     return GATE_LABELS.get(name, name.replace("_", " ").capitalize())
 
