@@ -408,6 +408,13 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
         "overall": overall,
         "gates": {gate.name: gate.to_dict() for gate in gates},
         "health": health.to_dict(),
+        "sample": {
+            "devices": health.total_devices,
+            "min_devices": config.min_sample,
+            "checks": health.checks,
+            "min_checks": config.min_checks,
+            "enough": enough_data,
+        },
     }
     if signals.open_sev1_incidents:
         evaluation["open_sev1_incidents"] = list(signals.open_sev1_incidents)
@@ -427,8 +434,10 @@ def _enough_data(health: RingHealth, config: GateConfig) -> bool:
 
 
 def _too_little_data(health: RingHealth, config: GateConfig) -> str:
-    counts = [f"{health.total_devices:,} of the {config.min_sample:,} devices"]
-    if health.checks is not None:
+    counts = []
+    if health.total_devices < config.min_sample:
+        counts.append(f"{health.total_devices:,} of the {config.min_sample:,} devices")
+    if health.checks is not None and health.checks < config.min_checks:
         counts.append(f"{health.checks:,} of the {config.min_checks:,} checks")
     return f"Too little data: {' and '.join(counts)} needed reported in the last {health.window_minutes} minutes."
 

@@ -295,3 +295,11 @@ def test_it_shows_durations_as_people_read_them(seconds, text):
 def test_it_refuses_a_bad_unreachable_after_minutes(value):
     with pytest.raises(ValueError, match="unreachable_after_minutes"):
         GateConfig.from_dict({"unreachable_after_minutes": value})
+
+
+def test_it_names_only_what_the_sample_lacks():
+    ring = RingHealth(ring="pilot", total_devices=60, checks=150, window_minutes=5)
+
+    assert evaluate(ring, CONFIG).reason == (
+        "Too little data: 150 of the 200 checks needed reported in the last 5 minutes."
+    )

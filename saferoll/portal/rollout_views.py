@@ -43,6 +43,8 @@ from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, read
 from telemetry.health import RingHealth
 from telemetry.selectors import SeriesPoint
 
+# The gates that compare the ring with the previous release (rollouts.gates) end with this.
+BASELINE_SUFFIX = "_vs_baseline"
 # Chart ranges the page offers (minutes); SPEC §4 asks for 10–60.
 SERIES_RANGES = (10, 30, 60)
 SERIES_DEFAULT = 30
@@ -414,11 +416,16 @@ def _gates(decision: Decision | None, config: GateConfig) -> list[dict[str, Any]
     if decision is None:
         return []
     evaluation = decision.evaluation
-    enough = (evaluation.get("health") or {}).get("total_devices", 0) >= config.min_sample
+    sample = evaluation.get("sample")
+    if sample is not None:
+        enough = sample["enough"]
+    else:
+        # Stored before evaluations said whether their sample sufficed: devices were all it counted.
+        enough = (evaluation.get("health") or {}).get("total_devices", 0) >= config.min_sample
     gates = []
     for name, gate in (evaluation.get("gates") or {}).items():
-        judged = enough or name not in SAMPLE_GATES
-        if not judged:
+        judged = enough or (name not in SAMPLE_GATES and not name.endswith(BASELINE_SUFFIX))
+        if not judged or gate.get("excused"):
             tone = "neutral"
         elif not gate.get("passed"):
             tone = "fail"

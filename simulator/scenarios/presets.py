@@ -136,6 +136,8 @@ FAST = Timings(
         "window_minutes": 1,
         # ring_5 of a 60-device fleet has 3 devices.
         "min_sample": 3,
+        # Which send 60 checks in the one-minute window, a check each every 3 s.
+        "min_checks": 40,
         # Checks come every 3 s instead of 5–30 s: a device that activated 10 s ago has reported.
         "reporting_grace_seconds": 10,
         # The autopilot judges every 1–2 s instead of every 10 s: sixty failing evaluations in a

@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from devices.models import Device
 from rollouts.choices import IncidentStatus, RolloutStatus
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from rollouts.services import lifecycle
@@ -653,3 +654,35 @@ def test_it_offers_resume_anyway_when_the_gates_pause(page_client, rollout_facto
     assert 'data-decision="PAUSE"' in html
     assert 'data-action="resume-override"' in html
     assert "Resume anyway" in html
+
+
+def test_it_shows_the_previous_releases_figures_and_an_outside_event_beside_the_gates(
+    page_client, rollout_factory
+):
+    rollout = rollout_factory("pilot", healthy=False)
+    Rollout.objects.filter(pk=rollout.pk).update(
+        gate_config={**rollout.gate_config, "baseline_min_sample": 3}
+    )
+    deployments = rollout.deployments.select_related("device")
+    deployments.update(state="activated", activated_at=timezone.now() - dt.timedelta(minutes=2))
+    on_release = {deployment.device_id for deployment in deployments}
+    for device in Device.objects.all():
+        released = device.pk in on_release
+        for _ in range(3):
+            HealthCheckFactory(
+                device=device,
+                version=rollout.release.version if released else "v2.0",
+                checkin_latency_ms=800 if released else 790,
+            )
+
+    html = (
+        page_client(roles.VIEWER)
+        .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
+        .content.decode()
+    )
+
+    assert 'data-decision="WAIT"' in html
+    assert "Outside event, not the release: median latency 800 ms (goal &lt;= 500 ms)" in html
+    assert "Previous release over the same window: 790 ms, failing as well" in html
+    assert "800 ms on the release, 790 ms on the previous release" in html
+    assert "Latency against the previous release" in html

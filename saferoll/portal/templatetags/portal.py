@@ -35,6 +35,10 @@ GATE_LABELS = {
     "dropped_events": "Dropped events",
     "deployment_failure_rate": "Deployment failure rate",
     "sev1_incidents": "Open Sev1 incidents",
+    "crash_rate_vs_baseline": "Crash rate against the previous release",
+    "boot_failure_rate_vs_baseline": "Boot failures against the previous release",
+    "latency_vs_baseline": "Latency against the previous release",
+    "silent_share_vs_baseline": "Silent devices against the previous release",
 }
 # Gates whose value is a share between 0 and 1.
 RATE_GATES = {
@@ -102,6 +106,9 @@ def gate_value(value: Any, name: str) -> str:
         return "—"
     if name in RATE_GATES:
         return pct(value)
+    if name.endswith("_vs_baseline"):
+        # The ring's figure as a multiple of the previous release's.
+        return f"{float(value):.2f}×"
     if name.endswith("_ms"):
         return ms(value)
     try:
@@ -120,6 +127,19 @@ def gate_current(gate: dict[str, Any], name: str) -> str:
             if pct(value, digits) != pct(threshold, digits):
                 return pct(value, digits)
     return gate_value(value, name)
+
+
+@register.filter
+def comparison_text(gate: dict[str, Any], name: str) -> str:
+    """ "0.60% on the release, 0.30% on the previous release, p < 0.001" for a comparison gate."""
+    show = ms if name.startswith("latency") else (lambda value: pct(value, 2))
+    p_value = gate.get("p_value", 1.0)
+    p_text = "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+    significant = "significant" if p_value < gate.get("alpha", 0) else "not significant"
+    return (
+        f"{show(gate.get('ring'))} on the release, {show(gate.get('baseline'))} on the previous release "
+        f"({p_text}, {significant})"
+    )
 
 
 @register.filter
