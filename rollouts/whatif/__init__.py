@@ -16,8 +16,8 @@ from typing import Any
 
 from rollouts.gates import GateConfig
 from rollouts.whatif.fleet import FleetModel
-from rollouts.whatif.replay import Run, RunResult, WhatIfPlan
 from rollouts.whatif.report import Row, figures, rows, table_text
+from rollouts.whatif.run import Run, RunResult, WhatIfPlan
 from rollouts.whatif.scenarios import draw_event, draw_release
 
 __all__ = ["FleetModel", "Report", "RunResult", "WhatIfPlan", "play_run", "replay"]

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from rollouts.whatif.replay import GUARD_RING, RunResult
+from rollouts.whatif.run import GUARD_RING, RunResult
 from rollouts.whatif.scenarios import RELEASE_MIX
 from rollouts.whatif.stats import percentile
 

@@ -140,7 +140,10 @@ class Run:
         install = StageInstall.begin(self.fleet, self.sizes[self.stage_index], now, self.plan.waves, self.rng)
         self.installs.append(install)
         self.offsets = Offsets.draw(self.rng)
+        # The ring's window holds only checks sent since its devices were targeted; the baseline is
+        # judged over the same span, so an outside event weighs alike on both.
         self.window.clear()
+        self.baseline.clear()
         self.bake_started = None
         if self.release.bad and self.first_bad is None:
             hurt = VARIANTS[self.release.variant] if self.release.variant else 1.0
