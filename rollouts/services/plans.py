@@ -640,14 +640,18 @@ def plan_for_whatif(name: str) -> WhatIfPlan | None:
     None when neither exists."""
     plan = RolloutPlan.objects.filter(name=name).first()
     if plan is not None:
-        stages = plan.stages if isinstance(plan.stages, list) else []
-        return WhatIfPlan(name=plan.name, stages=stages, gate_config=plan.gate_config or {}, waves=plan.waves)
+        return whatif_plan(plan)
     preset = next((definition for definition in preset_definitions() if definition["name"] == name), None)
     if preset is None:
         return None
     return WhatIfPlan(
         name=name, stages=preset["stages"], gate_config=preset["gate_config"], waves=preset.get("waves")
     )
+
+
+def whatif_plan(plan: RolloutPlan) -> WhatIfPlan:
+    stages = plan.stages if isinstance(plan.stages, list) else []
+    return WhatIfPlan(name=plan.name, stages=stages, gate_config=plan.gate_config or {}, waves=plan.waves)
 
 
 def whatif_fleet(devices: int, *, heartbeat_seconds: float = 5.0) -> FleetModel:
