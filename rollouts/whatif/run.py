@@ -6,10 +6,10 @@ so do the devices still on the previous release (the baseline: sites mix rings, 
 same sites), and the engine judges the stage's window against its install progress, its bake
 (from when its installed share was first met, as rollouts.selectors.rollout_bake_clock) and the
 baseline. Once a stage is fully installed, its release's pattern has settled and no outside event
-is near, the window's make-up no longer changes: the clock then moves a minute per judgement
-(buckets of a minute), which keeps a production rollout's days of bake cheap. A judgement a minute
-instead of six can miss a failing streak shorter than a minute; the window moves by a fifteenth
-of itself per minute, so a failure of the window lasts longer than that.
+is near, the window's make-up no longer changes: the clock then moves a minute per judgement, or a
+tenth of the window when that is longer (buckets of that length), which keeps a production
+rollout's days of bake cheap. Fewer judgements can miss a failing streak shorter than the step; a
+stationary window moves by a tenth of itself per step, so its failures last longer than that.
 
 A stage without auto-advance is promoted by a release manager who promotes as soon as the gates
 say PROMOTE and the bake is done. PAUSE or ROLLBACK ends the run: halted.
@@ -37,7 +37,9 @@ from rollouts.whatif.scenarios import VARIANTS, Condition, OutsideEvent, Release
 from rollouts.whatif.window import Offsets, Window, draw_bucket
 
 AUTOPILOT_PERIOD_SECONDS = 10
+# While nothing changes, a judgement a minute, or a tenth of the window when that is longer.
 STATIONARY_STEP_SECONDS = 60
+STATIONARY_STEPS_PER_WINDOW = 10
 # A stage that has not decided this long after its bake is stuck (e.g. WAIT for ever).
 STAGE_GRACE_SECONDS = 2 * 3600
 # The ring the safety figure is about: a bad release must be halted before reaching it.
@@ -179,7 +181,8 @@ class Run:
         install = self.installs[-1]
         if not install.settled(now) or self.bake_started is None or not self._quiet(now):
             return period
-        step = STATIONARY_STEP_SECONDS
+        whole = self.window.seconds / STATIONARY_STEPS_PER_WINDOW
+        step = max(STATIONARY_STEP_SECONDS, math.floor(whole / period) * period)
         bake_end = self.bake_started + self.stage.get("bake_minutes", 0) * 60
         for moment in (bake_end, self.event.start if self.event else math.inf):
             if now < moment < now + step:

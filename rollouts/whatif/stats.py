@@ -58,10 +58,6 @@ def mixture_median(components: Sequence[tuple[float, float, float]]) -> float:
 
 def weighted_median(pairs: Iterable[tuple[float, float]]) -> float:
     """Median of values by weight, from (value, weight) pairs: a window's median from its buckets'."""
-    pairs = list(pairs)
-    if pairs and min(pairs)[0] == max(pairs)[0]:
-        # A steady window: every bucket has the same median (the event lag without a fault).
-        return pairs[0][0]
     ordered = sorted(pairs)
     total = sum(weight for _, weight in ordered)
     running = 0.0

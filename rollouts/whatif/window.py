@@ -53,7 +53,8 @@ class Bucket:
     # What a device's checks scatter around its own latency mean, times checks.
     latency_within: float
     availability_sum: float
-    event_lag_median: float
+    # The event lag is a function of the fault alone (simulator/health.py): its mean is its median.
+    event_lag_sum: float
     dropped_sum: float
 
 
@@ -106,7 +107,7 @@ def draw_bucket(
         latency_within=latency_var * (1 - BETWEEN_DEVICES) * checks,
         # The simulator's other measures degrade in proportion to the fault (simulator/health.py).
         availability_sum=checks * min(1.0, max(0.0, 0.999 - fault / 2)),
-        event_lag_median=500.0 * (1.0 + 20.0 * fault),
+        event_lag_sum=checks * 500.0 * (1.0 + 20.0 * fault),
         dropped_sum=checks * (0.03 + 5.0 * fault) * (2.0 + 100.0 * fault),
     )
 
@@ -123,6 +124,7 @@ class Window:
         "latency_between",
         "latency_within",
         "availability_sum",
+        "event_lag_sum",
         "dropped_sum",
     )
 
@@ -167,7 +169,7 @@ class Window:
             expected_devices=expected,
             checks=checks,
             availability=self.sums["availability_sum"] / checks,
-            event_lag_ms=weighted_median((b.event_lag_median, b.checks) for b in self.buckets),
+            event_lag_ms=self.sums["event_lag_sum"] / checks,
             dropped_events=self.sums["dropped_sum"] / checks,
             spread=DeviceSpread(
                 devices=devices,
