@@ -43,8 +43,20 @@ check: install
 test: lint check
 	$(TEST_ENV) $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# Benchmarks measure; tests never assert timings. Each prints its figures.
+# Benchmarks measure; tests never assert timings. Each prints its figures and merges them into
+# bench-results.json. The what-if replays need no server; their `manage.py` reads plans from the
+# configured database (DATABASE_URL, else the embedded SQLite) and falls back to the presets.
+WHATIF_SEED ?= 1
+WHATIF := $(PY) manage.py whatif --seed $(WHATIF_SEED) --fleet 1000000 --outside-events 0.3
 bench: install
+	mkdir -p .saferoll
+	$(PY) manage.py migrate --no-input --verbosity 0
+	$(WHATIF) --plan production --runs 400 --json .saferoll/whatif-production.json
+	$(PY) -m tests.benchmarks.merge .saferoll/whatif-production.json
+	$(WHATIF) --plan demo --runs 200 --json .saferoll/whatif-demo.json
+	$(PY) -m tests.benchmarks.merge .saferoll/whatif-demo.json --prefix demo.
+	$(WHATIF) --plan staging --runs 200 --json .saferoll/whatif-staging.json
+	$(PY) -m tests.benchmarks.merge .saferoll/whatif-staging.json --prefix staging.
 	$(PY) -m tests.benchmarks.autopilot_reaction
 
 # Regenerate requirements.lock after changing pyproject.toml.

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.template import engines
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from rollouts.choices import IncidentStatus
@@ -203,7 +204,12 @@ class RolloutPlanAdmin(ServiceAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Rollouts and presets find a plan by name: it is fixed once created.
-        return ["created_at"] if obj is None else ["name", "created_at"]
+        return ["created_at"] if obj is None else ["name", "created_at", "what_if"]
+
+    @admin.display(description="what would this plan do")
+    def what_if(self, plan: RolloutPlan) -> str:
+        url = reverse("portal:plan-whatif", args=[plan.name])
+        return format_html('<a href="{}">Replay simulated rollouts of this plan</a>', url)
 
     @admin.display(description="stages")
     def rings(self, plan: RolloutPlan) -> str:

@@ -19,6 +19,7 @@ from rollouts import maintenance
 from rollouts.choices import RESERVED_RING_NAMES
 from rollouts.gates import GateConfig
 from rollouts.models import Rollout, RolloutPlan
+from rollouts.whatif import FleetModel, WhatIfPlan
 from saferoll.core.audit import Actor, audit_record, diff_fields
 from saferoll.core.errors import bad_input
 
@@ -629,3 +630,32 @@ def _plan_state(plan: RolloutPlan) -> dict[str, Any]:
 
 def _time(value: dt.time | None) -> str | None:
     return value.isoformat() if value else None
+
+
+# --- What would this plan do -------------------------------------------------------------------------
+
+
+def plan_for_whatif(name: str) -> WhatIfPlan | None:
+    """The stored plan called `name`, else the preset of that name, as the what-if replay reads it;
+    None when neither exists."""
+    plan = RolloutPlan.objects.filter(name=name).first()
+    if plan is not None:
+        return whatif_plan(plan)
+    preset = next((definition for definition in preset_definitions() if definition["name"] == name), None)
+    if preset is None:
+        return None
+    return WhatIfPlan(
+        name=name, stages=preset["stages"], gate_config=preset["gate_config"], waves=preset.get("waves")
+    )
+
+
+def whatif_plan(plan: RolloutPlan) -> WhatIfPlan:
+    stages = plan.stages if isinstance(plan.stages, list) else []
+    return WhatIfPlan(name=plan.name, stages=stages, gate_config=plan.gate_config or {}, waves=plan.waves)
+
+
+def whatif_fleet(devices: int, *, heartbeat_seconds: float = 5.0) -> FleetModel:
+    """The what-if fleet model of `devices` over this fleet's rings."""
+    return FleetModel(
+        devices=devices, ring_shares=dict(settings.SAFEROLL_RING_SHARES), heartbeat_seconds=heartbeat_seconds
+    )

@@ -55,3 +55,23 @@ class IncidentOpenForm(forms.Form):
 
 class IncidentResolveForm(forms.Form):
     reason = forms.CharField(required=False, max_length=REASON_MAX_LENGTH, strip=True)
+
+
+class WhatIfForm(forms.Form):
+    """The what-if replay of a plan page. Bounded so the page answers within a web request: the cost
+    grows with the runs and the plan's bakes, not with the fleet (modelled as aggregates)."""
+
+    runs = forms.IntegerField(
+        min_value=1, max_value=20, initial=10, help_text="Simulated rollouts, at most 20 here."
+    )
+    fleet = forms.IntegerField(
+        min_value=100, max_value=1_000_000, initial=100_000, help_text="Devices in the simulated fleet."
+    )
+    outside_events = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        initial=0.3,
+        label="Outside events",
+        help_text="Share of runs with a site network outage or a fleet-wide latency spike (0–1).",
+    )
+    seed = forms.IntegerField(min_value=0, initial=1, help_text="The same seed gives the same table.")

@@ -15,6 +15,10 @@ from rollouts import maintenance
 from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
 from rollouts.permissions import can_act
+from rollouts.services.plans import whatif_fleet, whatif_plan
+from rollouts.whatif import replay
+from rollouts.whatif.report import HEADERS, row_cells
+from saferoll.portal.forms import WhatIfForm
 from saferoll.portal.templatetags.portal import pct
 from saferoll.portal.views import reader_required
 
@@ -216,6 +220,33 @@ def plan_detail(request: HttpRequest, name: str) -> HttpResponse:
         "rollouts/plan_detail.html",
         {"summary": plan_summary(plan), "can_create": can_act(request.user, "create")},
     )
+
+
+@require_GET
+@reader_required
+def plan_whatif(request: HttpRequest, name: str) -> HttpResponse:
+    """What would this plan do? The form, and once submitted the replay's table (rollouts.whatif),
+    in the request itself: the form's bounds keep it to seconds."""
+    plan = get_object_or_404(RolloutPlan, name=name)
+    submitted = "runs" in request.GET
+    form = WhatIfForm(request.GET if submitted else None)
+    context: dict[str, Any] = {"summary": plan_summary(plan), "form": form, "headers": HEADERS}
+    if submitted and form.is_valid():
+        data = form.cleaned_data
+        try:
+            report = replay(
+                whatif_plan(plan),
+                runs=data["runs"],
+                seed=data["seed"],
+                fleet=whatif_fleet(data["fleet"]),
+                outside_events=data["outside_events"],
+            )
+        except ValueError as broken:
+            form.add_error(None, f"This plan cannot be replayed: {broken}")
+        else:
+            context["report"] = report
+            context["rows"] = [row_cells(row) for row in report.rows()]
+    return render(request, "rollouts/plan_whatif.html", context)
 
 
 def plan_previews(chosen: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ urlpatterns = [
     path("releases", rollout_views.release_list, name="release-list"),
     path("plans", plan_views.plan_list, name="plan-list"),
     path("plans/<str:name>", plan_views.plan_detail, name="plan-detail"),
+    path("plans/<str:name>/whatif", plan_views.plan_whatif, name="plan-whatif"),
     path("incidents", rollout_views.incident_list, name="incident-list"),
     path("incidents/open", rollout_views.incident_open, name="incident-open"),
     path("incidents/<int:pk>/resolve", rollout_views.incident_resolve, name="incident-resolve"),
