@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, NotRequired, TypedDict, cast
 
 from django.conf import settings
@@ -27,7 +27,8 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import TruncMinute
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, TruncMinute
 from django.utils import timezone
 
 from devices.models import Device
@@ -51,11 +52,33 @@ def _window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.dat
     return (now or timezone.now()) - dt.timedelta(minutes=window_minutes)
 
 
+def _metric_aggregates(names: Sequence[str]) -> dict[str, Avg]:
+    """The mean of each custom metric over the checks that carry it: `(metrics->>'name')::float`
+    on PostgreSQL, json_extract on SQLite; a check without the key gives NULL, which AVG skips.
+    Aliased by position, so a metric's name never has to be a valid SQL alias."""
+    return {
+        f"metric_{index}": Avg(Cast(KeyTextTransform(name, "metrics"), FloatField()))
+        for index, name in enumerate(names)
+    }
+
+
+def _metric_means(row: dict[str, Any], names: Sequence[str]) -> dict[str, float]:
+    """The means of an aggregate row by metric name, leaving out those nobody reported."""
+    means = {name: row[f"metric_{index}"] for index, name in enumerate(names)}
+    return {name: float(mean) for name, mean in means.items() if mean is not None}
+
+
 def _summarize(
-    checks: QuerySet[HealthCheck], *, ring: str, window_minutes: int, expected_devices: int | None = None
+    checks: QuerySet[HealthCheck],
+    *,
+    ring: str,
+    window_minutes: int,
+    expected_devices: int | None = None,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
-    """Aggregate checks already cut to a window. An empty window gives the default healthy values
-    with total_devices 0; the gate engine turns that into WAIT, never into PROMOTE."""
+    """Aggregate checks already cut to a window, with the window means of the custom `metrics`.
+    An empty window gives the default healthy values with total_devices 0; the gate engine turns
+    that into WAIT, never into PROMOTE."""
     aggregates: dict[str, Any] = {
         "devices": Count("device_id", distinct=True),
         "checks": Count("id"),
@@ -65,6 +88,7 @@ def _summarize(
         "availability": Avg("availability"),
         "dropped": Avg("dropped_events"),
         "with_lag": Count("id", filter=Q(event_lag_ms__isnull=False)),
+        **_metric_aggregates(metrics),
     }
     if _has_median():
         # One round trip on PostgreSQL: the medians come with the other aggregates.
@@ -92,6 +116,7 @@ def _summarize(
         availability=totals["availability"],
         event_lag_ms=totals["lag"],
         dropped_events=totals["dropped"],
+        metrics=_metric_means(totals, metrics),
     )
 
 
@@ -113,17 +138,21 @@ def health_since_targeted(
     window_minutes: int,
     expected_devices: int,
     now: dt.datetime,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
     """Health from the checks of `version` each device sent after it was targeted: `targetings`
     are rows with a `device_id` and the `created_at` of the targeting (a rollout's deployments).
-    Checks from before, of the same version (an earlier attempt), are not counted."""
+    Checks from before, of the same version (an earlier attempt), are not counted. `metrics`: the
+    custom metrics to average."""
     targeted_before_check = targetings.filter(
         device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
     )
     checks = HealthCheck.objects.filter(
         Exists(targeted_before_check), version=version, received_at__gte=_window_start(window_minutes, now)
     )
-    return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices)
+    return _summarize(
+        checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices, metrics=metrics
+    )
 
 
 def checked_on_version_since_targeted(version: str) -> Exists:
@@ -138,12 +167,14 @@ def checked_on_version_since_targeted(version: str) -> Exists:
     )
 
 
-def device_health(device: Device, *, window_minutes: int, now: dt.datetime) -> RingHealth:
+def device_health(
+    device: Device, *, window_minutes: int, now: dt.datetime, metrics: Sequence[str] = ()
+) -> RingHealth:
     """One device's health over the window, summarized like a ring's (under the device's ring)."""
     checks = HealthCheck.objects.filter(
         device=device, received_at__gte=_window_start(window_minutes, now), received_at__lte=now
     )
-    return _summarize(checks, ring=device.ring, window_minutes=window_minutes)
+    return _summarize(checks, ring=device.ring, window_minutes=window_minutes, metrics=metrics)
 
 
 def device_recent_checks(device: Device, *, limit: int) -> QuerySet[HealthCheck]:
@@ -189,7 +220,12 @@ def known_ring(ring: str) -> bool:
 
 
 def ring_health(
-    ring: str, *, window_minutes: int = 5, version: str | None = None, now: dt.datetime | None = None
+    ring: str,
+    *,
+    window_minutes: int = 5,
+    version: str | None = None,
+    now: dt.datetime | None = None,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
     """Health of every device of a ring (optionally only checks reporting `version`).
 
@@ -205,7 +241,9 @@ def ring_health(
     if version:
         checks = checks.filter(version=version)
         devices = devices.filter(app_version=version)
-    return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count())
+    return _summarize(
+        checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count(), metrics=metrics
+    )
 
 
 @dataclass(frozen=True)
@@ -218,6 +256,8 @@ class SeriesPoint:
     crash_free_rate: float | None = None
     boot_success_rate: float | None = None
     median_latency_ms: float | None = None
+    # The minute's mean of each custom metric asked for that some check carried.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,9 +282,11 @@ def ring_series(
     version: str | None = None,
     minutes: int = 30,
     now: dt.datetime | None = None,
+    metrics: Sequence[str] = (),
 ) -> list[SeriesPoint]:
     """Per-minute health over the last `minutes` minutes, oldest first, one point per minute
-    (the current, partial minute included), minutes without checks carrying None metrics.
+    (the current, partial minute included), minutes without checks carrying None figures; with
+    the per-minute means of the custom `metrics`.
 
     `device_ids` are Device primary keys (a list or a subquery such as a rollout's deployments'
     `device_id` values), so a rollout can chart exactly its own devices."""
@@ -265,6 +307,7 @@ def ring_series(
         "checks": Count("id"),
         "crash_free": Avg("crash_free"),
         "booted": Count("id", filter=Q(boot_ok=True)),
+        **_metric_aggregates(metrics),
     }
     if _has_median():
         aggregates["latency"] = Median("checkin_latency_ms")
@@ -291,6 +334,7 @@ def ring_series(
                 crash_free_rate=row["crash_free"],
                 boot_success_rate=row["booted"] / row["checks"],
                 median_latency_ms=row["latency"],
+                metrics=_metric_means(cast("dict[str, Any]", row), metrics),
             )
         )
     return points
