@@ -101,3 +101,16 @@ def test_the_plan_pages_show_a_custom_gate_definition(page_client, kpi_rollout):
         assert "≤ 70; critical above 85, pauses" in html, url
         assert "KPI: Crash loops" in html, url
         assert "compared with the baseline (at most 1.5× as bad)" in html, url
+
+
+def test_the_device_page_lists_the_custom_kpis_of_its_recent_checks(page_client, kpi_rollout):
+    device = kpi_rollout.deployments.first().device
+    HealthCheckFactory(device=device, metrics={"temperature_c": 44.75, "crash_loops": 0})
+
+    html = (
+        page_client(roles.VIEWER)
+        .get(reverse("portal:device-detail", args=[device.device_id]))
+        .content.decode()
+    )
+
+    assert "crash_loops 0 · temperature_c 44.75" in html
