@@ -32,7 +32,8 @@ class StrictFloatField(serializers.FloatField):
     default_error_messages = {"invalid": "Must be a number."}
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float) or not math.isfinite(data):
+        # A JSON integer of a few hundred digits is a Python int no float holds: refused like NaN.
+        if metric_value_problem("", data):
             self.fail("invalid")
         return float(data)
 
