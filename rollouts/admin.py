@@ -167,7 +167,8 @@ class RolloutPlanAdminForm(forms.ModelForm):
         ]
         help_texts = {
             "stages": 'A list like [{"ring": "pilot", "bake_minutes": 2, "auto_advance": true}, ...].',
-            "gate_config": "Thresholds by name (see rollouts.gates.GateConfig); missing keys take the defaults.",
+            "gate_config": "Thresholds by name (see rollouts.gates.GateConfig); missing keys take the defaults. "
+            'Gates on custom KPIs: "custom_gates": [{"metric": "crash_loops", "operator": "<=", "threshold": 0.05}].',
             "maintenance_windows": 'A list like [{"region": "eu-west", "time_zone": "Europe/Paris", "start": '
             '"02:00", "end": "05:00", "weekdays": ["mon", "tue"]}]; "site" instead of "region", or neither '
             "for the whole fleet.",

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from rollouts import baseline as baseline_tests
-from telemetry.health import RingHealth, round_rate
+from telemetry.health import MAX_METRICS, RingHealth, metric_name_problem, round_rate
 
 # Upper bounds of the settings that become durations. A day is far beyond any useful gate window or
 # reporting grace; without a bound, a huge number would overflow the datetime arithmetic of every
@@ -81,6 +81,8 @@ class GateConfig:
     baseline_boot_ratio_max: float = 2.0
     baseline_latency_ratio_max: float = 1.5
     baseline_silence_ratio_max: float = 2.0
+    # Gates on custom KPIs of the health checks (CustomGateDefinition), judged like the built-ins.
+    custom_gates: tuple[CustomGateDefinition, ...] = ()
 
     _RATES = (
         "crash_free_min",
@@ -110,7 +112,8 @@ class GateConfig:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # JSON's shape (a list, not a tuple), so a frozen copy compares equal to its stored JSON.
+        return {**asdict(self), "custom_gates": [asdict(gate) for gate in self.custom_gates]}
 
     def _check_consistency(self) -> None:
         if self.crash_free_critical > self.crash_free_min:
@@ -150,6 +153,8 @@ class GateConfig:
 
 
 def _check_value(key: str, value: Any, type_name: str) -> Any:
+    if key == "custom_gates":
+        return custom_gates_from(value)
     optional = "None" in type_name
     if value is None:
         if optional:
@@ -323,6 +328,8 @@ class Gate:
     excused: bool = False
     # A comparison gate's own words and figures (rollouts.baseline.Comparison).
     comparison: baseline_tests.Comparison | None = None
+    # Why it fails, when its own threshold is not the reason.
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -343,6 +350,8 @@ class Gate:
         return data
 
     def describe(self) -> str:
+        if self.note is not None:
+            return self.note
         if self.comparison is not None:
             return self.comparison.describe()
         value, threshold = _show_apart(self.name, self.value, self.threshold)
@@ -505,6 +514,7 @@ def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gat
         gates.append(
             Gate("sev1_incidents", "Open Sev1 incidents", count, 0, "<=", count == 0, needs_sample=False)
         )
+    gates.extend(_custom_gates(health, config, signals.baseline))
     return gates
 
 
@@ -658,8 +668,287 @@ def _show_apart(name: str, value: float | None, threshold: float | None) -> tupl
 def _show(name: str, value: float | None, digits: int = 1) -> str:
     if value is None:
         return "n/a"
+    if is_custom_gate(name):
+        return _show_number(value, digits)
     if name.endswith("_ms"):
         return f"{value:.{digits - 1}f} ms"
     if name in ("sev1_incidents", "dropped_events"):
         return f"{value:g}"
     return f"{value * 100:.{digits}f}%"
+
+
+# --- custom KPI gates ---------------------------------------------------------------------------
+
+CUSTOM_GATE_PREFIX = "kpi:"
+CUSTOM_OPERATORS = (">=", "<=")
+MAX_CUSTOM_LABEL_LENGTH = 60
+# How much worse than the baseline a custom metric may be before the comparison fails: 1.5 means
+# a ring whose "bad side" distance is half as large again as the baseline's.
+DEFAULT_BASELINE_RATIO_MAX = 1.5
+_CUSTOM_KEYS = frozenset(
+    {
+        "metric",
+        "label",
+        "operator",
+        "threshold",
+        "critical_threshold",
+        "rolls_back",
+        "baseline",
+        "baseline_ratio_max",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CustomGateDefinition:
+    """A plan's gate on a custom KPI of the health checks: the window mean of `metric` must be
+    `operator` `threshold`. Beyond `critical_threshold` (on the failing side) the failure is
+    critical, which rolls back only when `rolls_back`; otherwise it pauses like any failure.
+    `baseline`: also compare the ring with the devices still on the previous release."""
+
+    metric: str
+    operator: str
+    threshold: float
+    label: str = ""
+    critical_threshold: float | None = None
+    rolls_back: bool = False
+    baseline: bool = False
+    baseline_ratio_max: float = DEFAULT_BASELINE_RATIO_MAX
+
+    @property
+    def gate_name(self) -> str:
+        return f"{CUSTOM_GATE_PREFIX}{self.metric}"
+
+    @property
+    def title(self) -> str:
+        return self.label or self.metric.replace("_", " ").capitalize()
+
+    def goal(self) -> dict[str, Any]:
+        """What a chart draws of the gate: the metric, its title and its lines."""
+        return {
+            "metric": self.metric,
+            "label": self.title,
+            "operator": self.operator,
+            "threshold": self.threshold,
+            "critical_threshold": self.critical_threshold,
+        }
+
+
+def is_custom_gate(name: str) -> bool:
+    return name.startswith(CUSTOM_GATE_PREFIX)
+
+
+def custom_metric_names(config: GateConfig) -> tuple[str, ...]:
+    """The custom metrics a plan gates on: what its ring health must average."""
+    return tuple(definition.metric for definition in config.custom_gates)
+
+
+def custom_gates_from(value: Any) -> tuple[CustomGateDefinition, ...]:
+    """A plan's `custom_gates` list, checked; ValueError names the bad key, e.g.
+    "custom_gates[1].threshold must be a number."."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise ValueError("custom_gates must be a list of gate definitions.")
+    if len(value) > MAX_METRICS:
+        raise ValueError(f"custom_gates may hold at most {MAX_METRICS} gates.")
+    definitions = tuple(_custom_gate_from(f"custom_gates[{index}]", item) for index, item in enumerate(value))
+    seen: set[str] = set()
+    for index, definition in enumerate(definitions):
+        if definition.metric in seen:
+            raise ValueError(f"custom_gates[{index}].metric: '{definition.metric}' has a gate already.")
+        seen.add(definition.metric)
+    return definitions
+
+
+def _custom_gate_from(where: str, item: Any) -> CustomGateDefinition:
+    if isinstance(item, CustomGateDefinition):
+        return item
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} must be an object with metric, operator and threshold.")
+    unknown = sorted(set(item) - _CUSTOM_KEYS)
+    if unknown:
+        raise ValueError(f"{where} has unknown key(s): {', '.join(unknown)}.")
+    for key in ("metric", "operator", "threshold"):
+        if item.get(key) is None:
+            raise ValueError(f"{where}.{key} is required.")
+    problem = metric_name_problem(item["metric"])
+    if problem:
+        raise ValueError(f"{where}.metric: {problem}")
+    if item["operator"] not in CUSTOM_OPERATORS:
+        raise ValueError(f"{where}.operator must be '>=' or '<='.")
+    label = item.get("label") or ""
+    if not isinstance(label, str) or len(label) > MAX_CUSTOM_LABEL_LENGTH:
+        raise ValueError(f"{where}.label must be text of at most {MAX_CUSTOM_LABEL_LENGTH} characters.")
+    definition = CustomGateDefinition(
+        metric=item["metric"],
+        operator=item["operator"],
+        threshold=_finite_number(f"{where}.threshold", item["threshold"]),
+        label=label,
+        critical_threshold=(
+            None
+            if item.get("critical_threshold") is None
+            else _finite_number(f"{where}.critical_threshold", item["critical_threshold"])
+        ),
+        rolls_back=_flag(f"{where}.rolls_back", item.get("rolls_back", False)),
+        baseline=_flag(f"{where}.baseline", item.get("baseline", False)),
+        baseline_ratio_max=_finite_number(
+            f"{where}.baseline_ratio_max", item.get("baseline_ratio_max", DEFAULT_BASELINE_RATIO_MAX)
+        ),
+    )
+    _check_custom_consistency(where, definition)
+    return definition
+
+
+def _check_custom_consistency(where: str, definition: CustomGateDefinition) -> None:
+    critical = definition.critical_threshold
+    if critical is not None:
+        if definition.operator == ">=" and critical > definition.threshold:
+            raise ValueError(f"{where}.critical_threshold must not be above the threshold for '>='.")
+        if definition.operator == "<=" and critical < definition.threshold:
+            raise ValueError(f"{where}.critical_threshold must not be below the threshold for '<='.")
+    if definition.rolls_back and critical is None:
+        raise ValueError(f"{where}.rolls_back needs a critical_threshold.")
+    if definition.baseline_ratio_max < 1:
+        raise ValueError(f"{where}.baseline_ratio_max must be at least 1.")
+
+
+def _finite_number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} must be a number.")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"{key} must be a finite number.")
+    return number
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false.")
+    return value
+
+
+@dataclass(frozen=True)
+class CustomGate(Gate):
+    """A gate on a custom KPI: its evaluation entry also says what it measures. A metric nobody
+    reported in the window is not judged (`judged` False): absent data is neither a pass nor a
+    failure of the release, and the built-in gates still see the ring."""
+
+    metric: str = ""
+    # The plan asked for this metric to be compared with the previous release too.
+    compare_baseline: bool = False
+    judged: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data.update(custom=True, metric=self.metric, label=self.label, compare_baseline=self.compare_baseline)
+        if not self.judged:
+            data["judged"] = False
+        return data
+
+
+def _custom_gates(health: RingHealth, config: GateConfig, baseline: RingHealth | None) -> list[Gate]:
+    gates: list[Gate] = []
+    for definition in config.custom_gates:
+        gate = _custom_gate(definition, health.metrics.get(definition.metric))
+        baseline_value = baseline.metrics.get(definition.metric) if baseline is not None else None
+        if gate.judged and baseline_value is not None and config.baseline_comparison:
+            gate = _against_baseline(gate, definition, baseline_value)
+        gates.append(gate)
+    return gates
+
+
+def _against_baseline(
+    gate: CustomGate, definition: CustomGateDefinition, baseline_value: float
+) -> CustomGate:
+    """A custom metric beside the previous release's: failing its threshold as much as the baseline
+    does is an outside event (excused); a plan that asks for the comparison also fails a metric
+    more than its `baseline_ratio_max` times worse than the baseline's."""
+    verdict = custom_metric_vs_baseline(definition, gate.value, baseline_value)
+    gate = replace(gate, baseline=baseline_value)
+    baseline_fails = not _meets(definition.operator, baseline_value, definition.threshold)
+    if not gate.passed and baseline_fails and verdict.passed:
+        return replace(gate, excused=True)
+    if definition.baseline and verdict.passed is False:
+        return replace(gate, passed=False, note=verdict.reason)
+    return gate
+
+
+def _custom_gate(definition: CustomGateDefinition, value: float | None) -> CustomGate:
+    critical_line = definition.critical_threshold
+    if value is None:
+        passed = critical = False
+    else:
+        passed = _meets(definition.operator, value, definition.threshold)
+        # As for the built-ins, critical is strictly beyond the critical line.
+        critical = critical_line is not None and not _meets(definition.operator, value, critical_line)
+    return CustomGate(
+        name=definition.gate_name,
+        label=definition.title,
+        value=value,
+        threshold=definition.threshold,
+        operator=definition.operator,
+        passed=passed or value is None,
+        critical=critical,
+        critical_threshold=critical_line,
+        rolls_back=definition.rolls_back,
+        metric=definition.metric,
+        compare_baseline=definition.baseline,
+        judged=value is not None,
+    )
+
+
+def _meets(operator: str, value: float, line: float) -> bool:
+    return value >= line if operator == ">=" else value <= line
+
+
+@dataclass(frozen=True)
+class BaselineVerdict:
+    """A custom metric of the ring against the same metric of the devices on the previous release.
+    `ratio` is how many times worse the ring is (above 1: worse; None: not compared); `passed` is
+    None when either side has no data."""
+
+    passed: bool | None
+    ratio: float | None
+    reason: str
+
+
+def custom_metric_vs_baseline(
+    definition: CustomGateDefinition, ring_value: float | None, baseline_value: float | None
+) -> BaselineVerdict:
+    """Relative change of a custom metric against the baseline, in the metric's bad direction: for
+    '<=' (lower is better) ring / baseline, for '>=' (higher is better) baseline / ring. The ring
+    fails when that ratio is above the definition's baseline_ratio_max. A ratio compares magnitudes,
+    so it suits metrics that are never negative (counts, percentages, temperatures in °C indoors);
+    a zero on the good side is infinitely worse than anything on the bad side and equal to zero."""
+    title = definition.title
+    if ring_value is None or baseline_value is None:
+        return BaselineVerdict(None, None, f"{title}: no baseline comparison without data on both sides.")
+    worse, better = (
+        (ring_value, baseline_value) if definition.operator == "<=" else (baseline_value, ring_value)
+    )
+    ratio = _times_worse(worse, better)
+    passed = ratio <= definition.baseline_ratio_max
+    shown = "∞" if math.isinf(ratio) else f"{ratio:.2f}"
+    ring_text, baseline_text = _show_number(ring_value, 2), _show_number(baseline_value, 2)
+    verdict = "within" if passed else "beyond"
+    return BaselineVerdict(
+        passed,
+        ratio,
+        f"{title} {ring_text} against {baseline_text} on the previous release: {shown}× as bad, "
+        f"{verdict} the {definition.baseline_ratio_max:g}× allowed",
+    )
+
+
+def _times_worse(worse: float, better: float) -> float:
+    if better <= 0:
+        return 1.0 if worse <= 0 else math.inf
+    return max(worse, 0.0) / better
+
+
+def _show_number(value: float, digits: int) -> str:
+    """A custom KPI has no known unit: as many decimals as it takes, without trailing zeros."""
+    return f"{value:,.{digits + 1}f}".rstrip("0").rstrip(".")

@@ -11,7 +11,14 @@ from django.utils import timezone
 from devices.models import Device
 from rollouts.choices import EXPOSED_STATES, DeploymentState, IncidentSeverity, IncidentStatus
 from rollouts.fleet_release import stage_devices
-from rollouts.gates import DEFAULT_MIN_INSTALLED_SHARE, BakeClock, GateConfig, InstallProgress, Signals
+from rollouts.gates import (
+    DEFAULT_MIN_INSTALLED_SHARE,
+    BakeClock,
+    GateConfig,
+    InstallProgress,
+    Signals,
+    custom_metric_names,
+)
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from rollouts.waves import wave_minute, waves_sentence
 from telemetry.health import RingHealth
@@ -36,7 +43,8 @@ def rollout_ring_health(
     Devices that activated the release are expected to report; those that activated within the
     grace period have not had the time to, so they are not counted as silent yet.
 
-    `config` is the rollout's parsed gate_config, for a caller that already holds it."""
+    `config` is the rollout's parsed gate_config, for a caller that already holds it; the custom
+    metrics its gates name are averaged too."""
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
@@ -52,6 +60,7 @@ def rollout_ring_health(
         expected_devices=expected,
         now=now,
         spread=config.baseline_comparison,
+        metrics=custom_metric_names(config),
     )
 
 
@@ -75,6 +84,7 @@ def rollout_baseline_health(
         heard_within_minutes=config.unreachable_after_minutes,
         min_devices=config.baseline_min_sample,
         now=now,
+        metrics=custom_metric_names(config),
     )
 
 
@@ -172,12 +182,17 @@ def rollout_health_series(
     rollout: Rollout, *, ring: str | None, minutes: int, now: dt.datetime | None = None
 ) -> list[SeriesPoint]:
     """Per-minute health of the devices the rollout deployed in `ring` (every ring when None),
-    from their checks of its version: the chart shows what the gates judge."""
+    from their checks of its version, with the custom metrics its gates name: the chart shows
+    what the gates judge."""
     deployments = DeviceDeployment.objects.filter(rollout=rollout)
     if ring is not None:
         deployments = deployments.filter(ring=ring)
     return ring_series(
-        device_ids=deployments.values("device_id"), version=rollout.release.version, minutes=minutes, now=now
+        device_ids=deployments.values("device_id"),
+        version=rollout.release.version,
+        minutes=minutes,
+        now=now,
+        metrics=custom_metric_names(GateConfig.from_dict(rollout.gate_config)),
     )
 
 

@@ -163,6 +163,7 @@ class SimDevice:
         region: str = "",
         observer: Observer | None = None,
         clock: Callable[[], float] | None = None,
+        metrics_rng: random.Random | None = None,
     ):
         self.device_id = device_id
         # Reads the time again after a network wait (which can take seconds on a loaded server):
@@ -171,6 +172,9 @@ class SimDevice:
         self.clock = clock
         self.api = api
         self.rng = rng
+        # The custom KPIs come from a generator of their own, so that drawing them leaves the
+        # sequence of `rng` (and every seeded run's built-in figures) as it was.
+        self.metrics_rng = metrics_rng or random.Random(f"{device_id}:metrics")
         self.faults = faults
         self.enrollment_key = enrollment_key
         self.settings = settings or DeviceSettings()
@@ -398,7 +402,7 @@ class SimDevice:
         self._skip_health_slots(now)
 
     def _make_check(self, now: float) -> dict[str, Any]:
-        sample = health.sample(self.rng, self.condition)
+        sample = health.sample(self.rng, self.condition, metrics_rng=self.metrics_rng)
         self.last_sample, self.last_sample_at = sample, now
         self.recent.append((now, sample))
         self.generated += 1
@@ -415,6 +419,7 @@ class SimDevice:
             "availability": sample.availability,
             "event_lag_ms": sample.event_lag_ms,
             "dropped_events": sample.dropped_events,
+            "metrics": dict(sample.metrics),
         }
 
     def _buffer(self, check: dict[str, Any]) -> None:

@@ -206,6 +206,7 @@ class Fleet:
                     device_id,
                     api=DeviceApi(client, timer=self.metrics.answer_time, gate=gate),
                     rng=rng,
+                    metrics_rng=random.Random(f"{self.seed}:{device_id}:metrics"),
                     faults=self.faults,
                     enrollment_key=config.enrollment_key,
                     version=config.version,

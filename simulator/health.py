@@ -45,6 +45,16 @@ Failure patterns (000 §9.5), as the crash rate and latency over time since inje
                 second minute a growing share of devices stops reaching the server, 60 % by the
                 third. Silent devices buffer their checks and resync when the fault is cleared.
 
+Custom KPIs (001: disk, thermal, crash loops), sent in each check's `metrics`:
+    disk_free_pct   healthy 40 – 90 (uniform); − 400 · R under a fault (crash dumps and logs fill
+                    the disk: 12 points less at R = 0.03), clipped to [0, 100]
+    temperature_c   healthy 38 – 52 °C (uniform); + 300 · R under a fault (a crashing app that
+                    restarts keeps the CPU busy: + 9 °C at R = 0.03)
+    crash_loops     restarts in a crash loop since the last check: 1 – 3 with probability
+                    min(0.9, 0.002 + 20 · R), else 0 (mean 0.004 healthy, 0.4 at R = 0.01)
+    They are drawn from a generator of their own, so adding them changed none of the built-in
+    figures a seeded run produces (and so no demo's outcome).
+
 Pure: no Django, no I/O; the random generator and the clock are passed in.
 """
 
@@ -72,6 +82,14 @@ NETWORK_SPIKE_SECONDS = 60.0
 NETWORK_SILENCE_START_SECONDS = 120.0
 NETWORK_SILENCE_FULL_SECONDS = 180.0
 NETWORK_SILENT_SHARE = 0.6
+
+HEALTHY_DISK_FREE_PCT = (40.0, 90.0)
+DISK_FILL_PER_RATE = 400.0
+HEALTHY_TEMPERATURE_C = (38.0, 52.0)
+TEMPERATURE_PER_RATE = 300.0
+HEALTHY_CRASH_LOOP = 0.002
+CRASH_LOOP_PER_RATE = 20.0
+CRASH_LOOP_CAP = 0.9
 
 
 class Pattern(StrEnum):
@@ -104,6 +122,8 @@ class HealthSample:
     availability: float
     event_lag_ms: int
     dropped_events: int
+    # Custom KPIs by name; empty when the caller draws none (sample's metrics_rng).
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def boot_failure_probability(crash_rate: float) -> float:
@@ -125,8 +145,11 @@ def _clip(value: float, low: float = 0.0, high: float = 1.0) -> float:
     return min(high, max(low, value))
 
 
-def sample(rng: random.Random, condition: Condition = HEALTHY) -> HealthSample:
-    """One check's worth of health for a device in `condition`."""
+def sample(
+    rng: random.Random, condition: Condition = HEALTHY, *, metrics_rng: random.Random | None = None
+) -> HealthSample:
+    """One check's worth of health for a device in `condition`, with the custom KPIs drawn from
+    `metrics_rng` when one is given (a separate generator leaves `rng`'s sequence as it was)."""
     rate = condition.crash_rate
     crash_free = _clip(rng.triangular(HEALTHY_CRASH_FREE_LOW, 1.0, 1.0) - rate)
     boot_ok = rng.random() >= boot_failure_probability(rate)
@@ -145,7 +168,19 @@ def sample(rng: random.Random, condition: Condition = HEALTHY) -> HealthSample:
         availability=round(availability, 4),
         event_lag_ms=round(event_lag),
         dropped_events=dropped,
+        metrics=sample_metrics(metrics_rng, condition) if metrics_rng is not None else {},
     )
+
+
+def sample_metrics(rng: random.Random, condition: Condition = HEALTHY) -> dict[str, float]:
+    """The custom KPIs of one check for a device in `condition` (see the module's docstring)."""
+    rate = condition.crash_rate
+    disk = _clip(rng.uniform(*HEALTHY_DISK_FREE_PCT) - DISK_FILL_PER_RATE * rate, 0.0, 100.0)
+    temperature = rng.uniform(*HEALTHY_TEMPERATURE_C) + TEMPERATURE_PER_RATE * rate
+    loops = 0
+    if rng.random() < min(CRASH_LOOP_CAP, HEALTHY_CRASH_LOOP + CRASH_LOOP_PER_RATE * rate):
+        loops = rng.randint(1, 3)
+    return {"disk_free_pct": round(disk, 1), "temperature_c": round(temperature, 1), "crash_loops": loops}
 
 
 def gradual_rate(target: float, elapsed: float) -> float:

@@ -17,6 +17,8 @@ class HealthCheck(models.Model):
     availability = models.FloatField(null=True, blank=True)
     event_lag_ms = models.PositiveIntegerField(null=True, blank=True)
     dropped_events = models.PositiveIntegerField(null=True, blank=True)
+    # Custom KPIs, {name: number}, validated on the way in (telemetry.health.metric_name_problem).
+    metrics = models.JSONField(default=dict, blank=True)
     device_time = models.DateTimeField()
     # Windows are cut on this clock, so a device with a skewed clock still counts.
     received_at = models.DateTimeField()

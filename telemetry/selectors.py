@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, NotRequired, TypedDict, cast
 
 from django.conf import settings
@@ -28,7 +28,8 @@ from django.db.models import (
     Variance,
     When,
 )
-from django.db.models.functions import TruncMinute
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, TruncMinute
 from django.utils import timezone
 
 from devices.models import Device
@@ -52,6 +53,22 @@ def _window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.dat
     return (now or timezone.now()) - dt.timedelta(minutes=window_minutes)
 
 
+def _metric_aggregates(names: Sequence[str]) -> dict[str, Avg]:
+    """The mean of each custom metric over the checks that carry it: `(metrics->>'name')::float`
+    on PostgreSQL, json_extract on SQLite; a check without the key gives NULL, which AVG skips.
+    Aliased by position, so a metric's name never has to be a valid SQL alias."""
+    return {
+        f"metric_{index}": Avg(Cast(KeyTextTransform(name, "metrics"), FloatField()))
+        for index, name in enumerate(names)
+    }
+
+
+def _metric_means(row: dict[str, Any], names: Sequence[str]) -> dict[str, float]:
+    """The means of an aggregate row by metric name, leaving out those nobody reported."""
+    means = {name: row[f"metric_{index}"] for index, name in enumerate(names)}
+    return {name: float(mean) for name, mean in means.items() if mean is not None}
+
+
 def _summarize(
     checks: QuerySet[HealthCheck],
     *,
@@ -59,10 +76,12 @@ def _summarize(
     window_minutes: int,
     expected_devices: int | None = None,
     spread: bool = False,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
-    """Aggregate checks already cut to a window. An empty window gives the default healthy values
-    with total_devices 0; the gate engine turns that into WAIT, never into PROMOTE. `spread` adds
-    the per-device statistics a baseline comparison needs (one more query)."""
+    """Aggregate checks already cut to a window, with the window means of the custom `metrics`.
+    An empty window gives the default healthy values with total_devices 0; the gate engine turns
+    that into WAIT, never into PROMOTE. `spread` adds the per-device statistics a baseline
+    comparison needs (one more query)."""
     aggregates: dict[str, Any] = {
         "devices": Count("device_id", distinct=True),
         "checks": Count("id"),
@@ -72,6 +91,7 @@ def _summarize(
         "availability": Avg("availability"),
         "dropped": Avg("dropped_events"),
         "with_lag": Count("id", filter=Q(event_lag_ms__isnull=False)),
+        **_metric_aggregates(metrics),
     }
     if _has_median():
         # One round trip on PostgreSQL: the medians come with the other aggregates.
@@ -99,6 +119,7 @@ def _summarize(
         availability=totals["availability"],
         event_lag_ms=totals["lag"],
         dropped_events=totals["dropped"],
+        metrics=_metric_means(totals, metrics),
         spread=_spread(checks) if spread else None,
     )
 
@@ -146,10 +167,12 @@ def health_since_targeted(
     expected_devices: int,
     now: dt.datetime,
     spread: bool = False,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
     """Health from the checks of `version` each device sent after it was targeted: `targetings`
     are rows with a `device_id` and the `created_at` of the targeting (a rollout's deployments).
-    Checks from before, of the same version (an earlier attempt), are not counted."""
+    Checks from before, of the same version (an earlier attempt), are not counted. `metrics`: the
+    custom metrics to average."""
     targeted_before_check = targetings.filter(
         device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
     )
@@ -157,7 +180,12 @@ def health_since_targeted(
         Exists(targeted_before_check), version=version, received_at__gte=_window_start(window_minutes, now)
     )
     return _summarize(
-        checks, ring=ring, window_minutes=window_minutes, expected_devices=expected_devices, spread=spread
+        checks,
+        ring=ring,
+        window_minutes=window_minutes,
+        expected_devices=expected_devices,
+        spread=spread,
+        metrics=metrics,
     )
 
 
@@ -169,6 +197,7 @@ def baseline_health(
     heard_within_minutes: int,
     min_devices: int,
     now: dt.datetime,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
     """Health of the devices not on `version` over the window: the baseline a ring of that version
     is compared with. Those of `sites` when they are at least `min_devices` (an outage at the
@@ -183,10 +212,18 @@ def baseline_health(
     if sites:
         local_devices = devices.filter(site__in=sites)
         if local_devices.count() >= min_devices:
-            checks = checks.filter(device__site__in=sites)
             devices = local_devices
+    # Only devices still off the release: the old checks of a device that has installed it since
+    # are from earlier in the window, and an outside event that started meanwhile would read as
+    # the release's fault against them.
+    checks = checks.filter(device__in=devices)
     return _summarize(
-        checks, ring="baseline", window_minutes=window_minutes, expected_devices=devices.count(), spread=True
+        checks,
+        ring="baseline",
+        window_minutes=window_minutes,
+        expected_devices=devices.count(),
+        spread=True,
+        metrics=metrics,
     )
 
 
@@ -202,12 +239,14 @@ def checked_on_version_since_targeted(version: str) -> Exists:
     )
 
 
-def device_health(device: Device, *, window_minutes: int, now: dt.datetime) -> RingHealth:
+def device_health(
+    device: Device, *, window_minutes: int, now: dt.datetime, metrics: Sequence[str] = ()
+) -> RingHealth:
     """One device's health over the window, summarized like a ring's (under the device's ring)."""
     checks = HealthCheck.objects.filter(
         device=device, received_at__gte=_window_start(window_minutes, now), received_at__lte=now
     )
-    return _summarize(checks, ring=device.ring, window_minutes=window_minutes)
+    return _summarize(checks, ring=device.ring, window_minutes=window_minutes, metrics=metrics)
 
 
 def device_recent_checks(device: Device, *, limit: int) -> QuerySet[HealthCheck]:
@@ -253,7 +292,12 @@ def known_ring(ring: str) -> bool:
 
 
 def ring_health(
-    ring: str, *, window_minutes: int = 5, version: str | None = None, now: dt.datetime | None = None
+    ring: str,
+    *,
+    window_minutes: int = 5,
+    version: str | None = None,
+    now: dt.datetime | None = None,
+    metrics: Sequence[str] = (),
 ) -> RingHealth:
     """Health of every device of a ring (optionally only checks reporting `version`).
 
@@ -269,7 +313,9 @@ def ring_health(
     if version:
         checks = checks.filter(version=version)
         devices = devices.filter(app_version=version)
-    return _summarize(checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count())
+    return _summarize(
+        checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count(), metrics=metrics
+    )
 
 
 @dataclass(frozen=True)
@@ -282,6 +328,8 @@ class SeriesPoint:
     crash_free_rate: float | None = None
     boot_success_rate: float | None = None
     median_latency_ms: float | None = None
+    # The minute's mean of each custom metric asked for that some check carried.
+    metrics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -306,9 +354,11 @@ def ring_series(
     version: str | None = None,
     minutes: int = 30,
     now: dt.datetime | None = None,
+    metrics: Sequence[str] = (),
 ) -> list[SeriesPoint]:
     """Per-minute health over the last `minutes` minutes, oldest first, one point per minute
-    (the current, partial minute included), minutes without checks carrying None metrics.
+    (the current, partial minute included), minutes without checks carrying None figures; with
+    the per-minute means of the custom `metrics`.
 
     `device_ids` are Device primary keys (a list or a subquery such as a rollout's deployments'
     `device_id` values), so a rollout can chart exactly its own devices."""
@@ -329,6 +379,7 @@ def ring_series(
         "checks": Count("id"),
         "crash_free": Avg("crash_free"),
         "booted": Count("id", filter=Q(boot_ok=True)),
+        **_metric_aggregates(metrics),
     }
     if _has_median():
         aggregates["latency"] = Median("checkin_latency_ms")
@@ -355,6 +406,7 @@ def ring_series(
                 crash_free_rate=row["crash_free"],
                 boot_success_rate=row["booted"] / row["checks"],
                 median_latency_ms=row["latency"],
+                metrics=_metric_means(cast("dict[str, Any]", row), metrics),
             )
         )
     return points

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -34,9 +35,11 @@ _COLUMNS = (
     "availability",
     "event_lag_ms",
     "dropped_events",
+    "metrics",
     "device_time",
     "received_at",
 )
+_METRICS_AT = _COLUMNS.index("metrics")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class HealthReport:
     availability: float | None = None
     event_lag_ms: int | None = None
     dropped_events: int | None = None
+    # Custom KPIs, {name: number}, already validated (telemetry.health.metric_name_problem).
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,7 @@ def _row(device: Device, report: HealthReport, now: dt.datetime) -> tuple:
         report.availability,
         report.event_lag_ms,
         report.dropped_events,
+        report.metrics,
         report.timestamp or now,
         now,
     )
@@ -157,13 +163,21 @@ def _copy_insert(rows: list[tuple]) -> int:
         # lost database still answers 503 through the middleware.
         with connection.wrap_database_errors, cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row(_copy_row(row))
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT DO NOTHING"
         )
         inserted = cursor.rowcount
         cursor.execute(f"DROP TABLE {staging}")
     return inserted
+
+
+def _copy_row(row: tuple) -> tuple:
+    """The row as COPY writes it: the metrics as JSON text, which PostgreSQL parses into jsonb on
+    its side (psycopg has no dumper for a bare dict, and a Jsonb wrapper per row costs more)."""
+    metrics = row[_METRICS_AT]
+    text = json.dumps(metrics, allow_nan=False) if metrics else "{}"
+    return (*row[:_METRICS_AT], text, *row[_METRICS_AT + 1 :])
 
 
 def _bulk_insert(rows: list[tuple]) -> int:

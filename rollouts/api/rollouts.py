@@ -290,12 +290,25 @@ class RolloutSeriesQuerySerializer(serializers.Serializer):
     )
 
 
+class CustomKpiSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    # A declared field named like a Field attribute does not replace it (DRF's metaclass takes it
+    # out of the class); the stubs cannot say so.
+    label = serializers.CharField()  # type: ignore[assignment]
+    operator = serializers.CharField()
+    threshold = serializers.FloatField()
+    critical_threshold = serializers.FloatField(allow_null=True)
+
+
 class RolloutSeriesSerializer(serializers.Serializer):
     rollout_id = serializers.CharField()
     ring = serializers.CharField(allow_null=True, help_text=f"The ring charted, or '{ALL_RINGS}'.")
     version = serializers.CharField()
     minutes = serializers.IntegerField()
     thresholds = serializers.DictField(child=serializers.FloatField(), help_text="Goal and critical lines.")
+    kpis = CustomKpiSerializer(
+        many=True, help_text="The custom KPIs the plan gates on; each point's `metrics` has their means."
+    )
     points = SeriesPointSerializer(many=True)
 
 
@@ -304,7 +317,9 @@ class RolloutDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField()
     evaluation = serializers.JSONField(
         help_text=(
-            "ring, overall, gates (value, threshold, operator, passed), health, install (targeted, "
+            "ring, overall, gates (value, threshold, operator, passed; a custom KPI gate, named "
+            "'kpi:<metric>', adds custom, metric, label, baseline and judged: false when nobody reported "
+            "it), health (with metrics, the custom KPIs' means), install (targeted, "
             "installed, unreachable, incompatible, share, min_share, met) and bake (started_at, minutes, "
             "remaining_seconds)"
         )
@@ -491,6 +506,7 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
                 "latency_max_ms": config.latency_max_ms,
                 "latency_critical_ms": config.latency_critical_ms,
             },
+            "kpis": [definition.goal() for definition in config.custom_gates],
             "points": [point.to_dict() for point in points],
         }
         return Response(RolloutSeriesSerializer(body).data)

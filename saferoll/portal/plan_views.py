@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from rollouts import maintenance
-from rollouts.gates import GateConfig
+from rollouts.gates import CustomGateDefinition, GateConfig
 from rollouts.models import RolloutPlan
 from rollouts.permissions import can_act
 from rollouts.services.plans import whatif_fleet, whatif_plan
@@ -135,7 +135,9 @@ def minutes_text(minutes: float) -> str:
 
 
 def _gate_rows(gate_config: dict[str, Any]) -> list[SettingRow]:
-    effective = GateConfig.from_dict(gate_config).to_dict()
+    config = GateConfig.from_dict(gate_config)
+    effective = config.to_dict()
+    del effective["custom_gates"]
     return [
         SettingRow(
             label=GATE_SETTING_LABELS.get(key, key.replace("_", " ").capitalize()),
@@ -143,7 +145,20 @@ def _gate_rows(gate_config: dict[str, Any]) -> list[SettingRow]:
             from_plan=key in gate_config,
         )
         for key, value in effective.items()
-    ]
+    ] + [_custom_gate_row(definition) for definition in config.custom_gates]
+
+
+def _custom_gate_row(definition: CustomGateDefinition) -> SettingRow:
+    """ "Disk free (disk_free_pct)": "≥ 20; critical below 5, rolls back; compared with the baseline"."""
+    words = [f"{'≥' if definition.operator == '>=' else '≤'} {definition.threshold:g}"]
+    if definition.critical_threshold is not None:
+        side = "below" if definition.operator == ">=" else "above"
+        pauses = "rolls back" if definition.rolls_back else "pauses"
+        words.append(f"critical {side} {definition.critical_threshold:g}, {pauses}")
+    if definition.baseline:
+        words.append(f"compared with the baseline (at most {definition.baseline_ratio_max:g}× as bad)")
+    label = f"{definition.title} ({definition.metric})" if definition.label else definition.title
+    return SettingRow(label=f"KPI: {label}", value="; ".join(words), from_plan=True)
 
 
 def _gate_value(key: str, value: Any) -> str:

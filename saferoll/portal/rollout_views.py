@@ -9,6 +9,7 @@ button says when it is disabled comes from the same rules the services apply
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
 from rollouts.fleet_release import current_for, current_releases, rollback_versions
-from rollouts.gates import Action, Decision, GateConfig, human_duration
+from rollouts.gates import Action, Decision, GateConfig, human_duration, is_custom_gate
 from rollouts.models import Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act, can_override_gates, override_refusal
 from rollouts.selectors import (
@@ -38,7 +39,15 @@ from saferoll.core.errors import ServiceRefused
 from saferoll.core.models import FleetState
 from saferoll.portal.forms import IncidentOpenForm, IncidentResolveForm, RolloutActionForm, RolloutCreateForm
 from saferoll.portal.plan_views import plan_previews
-from saferoll.portal.templatetags.portal import RATE_GATES, metric_tone, ms, pct, ring_label, ring_states
+from saferoll.portal.templatetags.portal import (
+    RATE_GATES,
+    kpi_number,
+    metric_tone,
+    ms,
+    pct,
+    ring_label,
+    ring_states,
+)
 from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, reader_required, refusal_message
 from telemetry.health import RingHealth
 from telemetry.selectors import SeriesPoint
@@ -304,8 +313,9 @@ def _metric_card(
     critical: float | None,
     judged: bool,
     detail: str = "",
+    show: Callable[[Any], str] | None = None,
 ) -> dict[str, Any]:
-    show = pct if rate else ms
+    show = show or (pct if rate else ms)
     goal = (
         f"Goal {'≥' if operator == '>=' else '≤'} {show(threshold)}"
         if threshold is not None
@@ -409,7 +419,30 @@ def _metric_cards(health: RingHealth | None, config: GateConfig) -> list[dict[st
             else "No device has been running the release long enough to be expected to report.",
         )
     )
+    cards.extend(_custom_metric_cards(health, config, judged=judged, detail=sample if not empty else ""))
     return cards
+
+
+def _custom_metric_cards(
+    health: RingHealth, config: GateConfig, *, judged: bool, detail: str
+) -> list[dict[str, Any]]:
+    """A card per custom KPI gate of the plan, beside the built-in figures; a metric nobody
+    reported in the window reads NO DATA."""
+    return [
+        _metric_card(
+            definition.gate_name,
+            definition.title,
+            health.metrics.get(definition.metric),
+            definition.threshold,
+            definition.operator,
+            rate=False,
+            critical=definition.critical_threshold,
+            judged=judged,
+            detail=detail if definition.metric in health.metrics else "No device reported it in the window.",
+            show=kpi_number,
+        )
+        for definition in config.custom_gates
+    ]
 
 
 def _gates(decision: Decision | None, config: GateConfig) -> list[dict[str, Any]]:
@@ -424,12 +457,18 @@ def _gates(decision: Decision | None, config: GateConfig) -> list[dict[str, Any]
         enough = (evaluation.get("health") or {}).get("total_devices", 0) >= config.min_sample
     gates = []
     for name, gate in (evaluation.get("gates") or {}).items():
-        judged = enough or (name not in SAMPLE_GATES and not name.endswith(BASELINE_SUFFIX))
+        custom = is_custom_gate(name)
+        # A custom KPI nobody reported is not judged, whatever the sample.
+        judged = (
+            enough or (name not in SAMPLE_GATES and not custom and not name.endswith(BASELINE_SUFFIX))
+        ) and gate.get("judged", True)
         if not judged or gate.get("excused"):
             tone = "neutral"
         elif not gate.get("passed"):
             tone = "fail"
-        elif name in RATE_GATES | {"median_latency_ms", "event_lag_ms"} and gate.get("threshold") is not None:
+        elif (custom or name in RATE_GATES | {"median_latency_ms", "event_lag_ms"}) and gate.get(
+            "threshold"
+        ) is not None:
             tone = metric_tone(
                 gate.get("value"),
                 gate["threshold"],
@@ -532,6 +571,7 @@ def rollout_series(request: HttpRequest, rollout_id: str) -> JsonResponse:
                 "boot_success_rate": config.boot_success_min,
                 "median_latency_ms": config.latency_max_ms,
             },
+            "kpis": [definition.goal() for definition in config.custom_gates],
             "points": points,
         }
     )

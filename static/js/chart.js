@@ -1,10 +1,11 @@
 /* The rollout detail's health chart: per-minute crash-free rate, boot success and median latency
-   of the current ring, with the SLO goals as dashed lines. Drawn with uPlot (vendored, MIT). */
+   of the current ring, with the SLO goals as dashed lines; or, picked in [data-chart-kpi], one
+   custom KPI of the plan's gates with its goal. Drawn with uPlot (vendored, MIT). */
 (function () {
   "use strict";
 
   var REFRESH_MS = 10000;
-  var COLORS = { crash: "#2563EB", boot: "#7C3AED", latency: "#0D9488" };
+  var COLORS = { crash: "#2563EB", boot: "#7C3AED", latency: "#0D9488", kpi: "#B45309" };
 
   function pct(v) {
     return v == null ? "—" : v.toFixed(1) + " %";
@@ -12,11 +13,17 @@
   function msText(v) {
     return v == null ? "—" : Math.round(v) + " ms";
   }
+  function kpiText(v) {
+    if (v == null) return "—";
+    return Math.abs(v) < 0.01 && v !== 0 ? v.toPrecision(2) : String(Math.round(v * 100) / 100);
+  }
 
   function setup() {
     var el = document.getElementById("health-chart");
     if (!el || typeof window.uPlot !== "function") return;
     var minutes = parseInt(el.getAttribute("data-minutes") || "30", 10);
+    var picker = document.querySelector("[data-chart-kpi]");
+    var kpi = picker ? picker.value : "";
     var plot = null;
     var lastLoad = 0;
     var empty = el.querySelector("[data-chart-empty]");
@@ -91,6 +98,57 @@
       plot = new window.uPlot(opts, data, el);
     }
 
+    function buildKpi(data, meta) {
+      var values = data[1].filter(function (v) {
+        return v != null;
+      }).concat([meta.threshold]);
+      var low = Math.min.apply(null, values);
+      var high = Math.max.apply(null, values);
+      var pad = (high - low) * 0.2 || Math.abs(high) * 0.2 || 1;
+      var opts = {
+        width: Math.max(280, el.clientWidth),
+        height: height(),
+        cursor: { drag: { x: false, y: false } },
+        legend: { live: true },
+        scales: { x: { time: true }, kpi: { range: [low - pad, high + pad] } },
+        axes: [
+          { stroke: "#6B7280", grid: { stroke: "#F3F4F6" }, ticks: { stroke: "#E5E7EB" } },
+          { scale: "kpi", stroke: "#6B7280", grid: { stroke: "#F3F4F6" }, ticks: { stroke: "#E5E7EB" }, size: 60 },
+        ],
+        series: [
+          {},
+          { label: meta.label, scale: "kpi", stroke: COLORS.kpi, width: 2, points: { size: 4, fill: COLORS.kpi }, value: function (u, v) { return kpiText(v); } },
+          { label: meta.label + " goal", scale: "kpi", stroke: COLORS.kpi, width: 1, dash: [6, 4], points: { show: false }, value: function (u, v) { return kpiText(v); } },
+        ],
+      };
+      if (plot) plot.destroy();
+      plot = new window.uPlot(opts, data, el);
+      el.setAttribute("aria-label", "Line chart of " + meta.label + " per minute, with its goal as a dashed line");
+    }
+
+    function showKpi(points, meta) {
+      var data = [[], [], []];
+      var last = null;
+      points.forEach(function (p) {
+        var value = p.metrics && p.metrics[meta.metric] != null ? p.metrics[meta.metric] : null;
+        data[0].push(p.t);
+        data[1].push(value);
+        data[2].push(meta.threshold);
+        if (value != null) last = { t: p.t, value: value, devices: p.total_devices };
+      });
+      buildKpi(data, meta);
+      if (empty) {
+        empty.textContent = last ? "" : "No device reported " + meta.label + " in the last " + minutes + " minutes.";
+        empty.hidden = !!last;
+      }
+      if (summary && last) {
+        var when = new Date(last.t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        summary.textContent =
+          "Latest minute (" + when + "): " + meta.label + " " + kpiText(last.value) + " (goal " +
+          (meta.operator === ">=" ? "≥ " : "≤ ") + kpiText(meta.threshold) + "). The dashed line is the goal.";
+      }
+    }
+
     function load() {
       lastLoad = Date.now();
       var url = el.getAttribute("data-series-url") + "?minutes=" + minutes;
@@ -118,6 +176,14 @@
             if (empty) empty.textContent = "The chart starts when the rollout does.";
             return;
           }
+          var meta = (body.kpis || []).filter(function (k) {
+            return k.metric === kpi;
+          })[0];
+          if (meta) {
+            showKpi(points, meta);
+            return;
+          }
+          el.setAttribute("aria-label", "Line chart of crash-free rate, boot success rate and median latency per minute, with their SLO goals as dashed lines");
           build(data, t);
           if (empty) {
             empty.textContent = any ? "" : "No health check from this ring in the last " + minutes + " minutes.";
@@ -150,6 +216,13 @@
         load();
       });
     });
+
+    if (picker) {
+      picker.addEventListener("change", function () {
+        kpi = picker.value;
+        load();
+      });
+    }
 
     if ("ResizeObserver" in window) {
       new ResizeObserver(function () {

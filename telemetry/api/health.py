@@ -222,7 +222,8 @@ class RingHealthView(APIView):
         summary="Aggregated health of a ring",
         description=(
             "Over the last window_minutes of receive time: distinct reporting devices, mean "
-            "crash-free rate, boot success share and median check-in latency. An empty window "
+            "crash-free rate, boot success share and median check-in latency, and the mean of each "
+            "custom metric asked for in `metrics`. An empty window "
             "reads as the default healthy values with total_devices 0; reporting_rate shows the "
             "silence."
         ),
@@ -243,6 +244,7 @@ class RingHealthView(APIView):
             ring,
             window_minutes=query.validated_data["window_minutes"],
             version=query.validated_data.get("version") or None,
+            metrics=query.validated_data.get("metrics") or (),
         )
         return Response(RingHealthSerializer(health.to_dict()).data)
 
@@ -268,7 +270,10 @@ class RingSeriesView(APIView):
         _require_ring(ring)
         minutes = query.validated_data["minutes"]
         points = selectors.ring_series(
-            ring=ring, version=query.validated_data.get("version") or None, minutes=minutes
+            ring=ring,
+            version=query.validated_data.get("version") or None,
+            minutes=minutes,
+            metrics=query.validated_data.get("metrics") or (),
         )
         return Response(
             RingSeriesSerializer(

@@ -8,9 +8,11 @@ that it would refuse.
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from saferoll.core.api.schema import ErrorSerializer
+from telemetry.health import MAX_METRICS, metric_name_problem, metric_value_problem
 from telemetry.services import HealthReport
 
 # PositiveIntegerField is a 32-bit integer column on PostgreSQL.
@@ -30,7 +32,8 @@ class StrictFloatField(serializers.FloatField):
     default_error_messages = {"invalid": "Must be a number."}
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int | float) or not math.isfinite(data):
+        # A JSON integer of a few hundred digits is a Python int no float holds: refused like NaN.
+        if metric_value_problem("", data):
             self.fail("invalid")
         return float(data)
 
@@ -65,6 +68,40 @@ class StrictCharField(serializers.CharField):
         except UnicodeEncodeError:
             self.fail("unicode")
         return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {"type": "object", "additionalProperties": {"type": "number"}, "maxProperties": MAX_METRICS}
+)
+class MetricsField(serializers.Field):
+    """Custom KPIs: an object of at most MAX_METRICS {name: number}. Every problem is listed, each
+    naming the metric, so a device's developer sees at once what to fix."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object of {{name: number}}.",
+        "too_many": f"At most {MAX_METRICS} metrics per check; this one has {{count}}.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", f"Custom KPIs: at most {MAX_METRICS} {{name: number}}.")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_object")
+        if len(data) > MAX_METRICS:
+            self.fail("too_many", count=len(data))
+        problems = [
+            problem
+            for name, value in data.items()
+            if (problem := metric_name_problem(name) or metric_value_problem(name, value))
+        ]
+        if problems:
+            raise serializers.ValidationError(problems)
+        return {name: float(value) for name, value in data.items()}
+
+    def to_representation(self, value):
+        return value
 
 
 class RoundedFloatField(serializers.FloatField):
@@ -103,6 +140,7 @@ class HealthCheckInputSerializer(serializers.Serializer):
     availability = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
     event_lag_ms = StrictIntegerField(min_value=0, required=False, allow_null=True)
     dropped_events = StrictIntegerField(min_value=0, required=False, allow_null=True)
+    metrics = MetricsField(required=False, allow_null=True)
 
     def to_report(self) -> HealthReport:
         data = self.validated_data
@@ -115,6 +153,7 @@ class HealthCheckInputSerializer(serializers.Serializer):
             availability=data.get("availability"),
             event_lag_ms=data.get("event_lag_ms"),
             dropped_events=data.get("dropped_events"),
+            metrics=data.get("metrics") or {},
         )
 
 
@@ -155,9 +194,40 @@ class HealthBatchErrorSerializer(ErrorSerializer):
     rejected = RejectedCheckSerializer(many=True, required=False)
 
 
+class MetricNamesField(serializers.CharField):
+    """Query parameter: custom metric names, comma-separated, as a list."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("help_text", f"Custom metrics to average, comma-separated (at most {MAX_METRICS}).")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        names = [name.strip() for name in super().to_internal_value(data).split(",") if name.strip()]
+        if len(names) > MAX_METRICS:
+            raise serializers.ValidationError(f"At most {MAX_METRICS} metrics; {len(names)} were asked for.")
+        problems = [problem for name in names if (problem := metric_name_problem(name))]
+        if problems:
+            raise serializers.ValidationError(problems)
+        return list(dict.fromkeys(names))
+
+
+class MetricMeansField(serializers.DictField):
+    """Output only: custom metric means by name; a metric nobody reported is left out."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("child", RoundedFloatField(places=4))
+        kwargs.setdefault(
+            "help_text", "Mean of each custom metric asked for; one nobody reported is left out."
+        )
+        super().__init__(**kwargs)
+
+
 class RingHealthQuerySerializer(serializers.Serializer):
     window_minutes = serializers.IntegerField(min_value=1, max_value=60, default=5)
     version = serializers.CharField(max_length=50, required=False, allow_blank=True)
+    metrics = MetricNamesField()
 
 
 class RingHealthSerializer(serializers.Serializer):
@@ -175,11 +245,13 @@ class RingHealthSerializer(serializers.Serializer):
         allow_null=True,
         help_text="total_devices / expected_devices, at most 1; null when none expected.",
     )
+    metrics = MetricMeansField()
 
 
 class RingSeriesQuerySerializer(serializers.Serializer):
     minutes = serializers.IntegerField(min_value=10, max_value=60, default=30)
     version = serializers.CharField(max_length=50, required=False, allow_blank=True)
+    metrics = MetricNamesField()
 
 
 class SeriesPointSerializer(serializers.Serializer):
@@ -188,6 +260,7 @@ class SeriesPointSerializer(serializers.Serializer):
     crash_free_rate = RoundedFloatField(places=4, allow_null=True)
     boot_success_rate = RoundedFloatField(places=4, allow_null=True)
     median_latency_ms = RoundedFloatField(places=1, allow_null=True)
+    metrics = MetricMeansField()
 
 
 class RingSeriesSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 caught, and sparse data proves nothing by itself."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -161,3 +162,29 @@ def test_the_binomial_tail_is_exact_for_few_events_and_close_for_many():
 def test_the_normal_tail():
     assert normal_upper_tail(0) == 0.5
     assert normal_upper_tail(1.96) == pytest.approx(0.025, rel=0.01)
+
+
+LOOPS = {"metric": "crash_loops", "operator": "<=", "threshold": 2, "baseline": True}
+
+
+def with_loops(health: RingHealth, loops: float) -> RingHealth:
+    return replace(health, metrics={"crash_loops": loops})
+
+
+def test_a_custom_kpi_much_worse_than_the_previous_releases_fails_when_the_plan_compares_it():
+    config = GateConfig.from_dict({"custom_gates": [LOOPS]})
+
+    decision = judge(with_loops(window(), 1.5), with_loops(window(20_000), 0.5), config)
+
+    assert decision.action == Action.PAUSE
+    assert "Crash loops 1.5 against 0.5 on the previous release: 3.00× as bad, beyond the 1.5× allowed." in decision.reason
+    assert decision.evaluation["gates"]["kpi:crash_loops"]["baseline"] == 0.5
+
+
+def test_a_custom_kpi_failing_as_much_on_the_previous_release_is_an_outside_event():
+    config = GateConfig.from_dict({"custom_gates": [{**LOOPS, "baseline": False}]})
+
+    decision = judge(with_loops(window(), 4.0), with_loops(window(20_000), 3.8), config)
+
+    assert decision.action == Action.WAIT
+    assert decision.evaluation["gates"]["kpi:crash_loops"]["excused"] is True

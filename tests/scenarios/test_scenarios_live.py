@@ -2,6 +2,7 @@
 and beat judging every second, and a simulated fleet over real HTTP, with the fast timings."""
 
 import asyncio
+import statistics
 
 import pytest
 from django.conf import settings
@@ -68,6 +69,11 @@ def test_the_happy_path_completes_ring_by_ring_without_a_rollback(saferoll_live)
     assert all(by_ring[ring]["exposed"] for ring in ("pilot", "ring_5", "ring_25", "ring_100")), by_ring
 
 
+def mean_metric(name: str, *, version: str) -> float:
+    values = HealthCheck.objects.filter(version=version).values_list("metrics", flat=True)
+    return statistics.fmean(metrics[name] for metrics in values)
+
+
 def test_the_disaster_is_rolled_back_by_saferoll_before_it_leaves_ring_5(saferoll_live):
     result = play(DISASTER, *saferoll_live)
 
@@ -87,6 +93,12 @@ def test_the_disaster_is_rolled_back_by_saferoll_before_it_leaves_ring_5(saferol
         "ring_5",
     }
     assert not HealthCheck.objects.filter(version="v2.1_buggy").exclude(ring__in=["pilot", "ring_5"]).exists()
+    # The simulated devices send the custom KPIs of their model: on the bad release, crash loops the
+    # README's example gate (at most 0.05 per check) fails on; a healthy device averages 0.004.
+    assert not HealthCheck.objects.exclude(
+        metrics__has_keys=["disk_free_pct", "temperature_c", "crash_loops"]
+    )
+    assert mean_metric("crash_loops", version="v2.1_buggy") > 0.05
     blast = result.rollout["blast_radius"]
     assert (
         blast["exposed"]

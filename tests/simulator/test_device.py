@@ -379,3 +379,15 @@ def test_it_keeps_taking_checks_while_a_request_is_in_flight():
     assert len(server.stored) == stored_before + 3
     assert server.batch_calls == 1 and server.duplicates == 0
     assert [parse_time(c["timestamp"]) for c in server.checks_of("tv-0001")] == [T0 + 5 * k for k in range(5)]
+
+
+def test_its_checks_carry_the_custom_kpis_of_the_device_model():
+    server = FakeServer()
+    device = make_device(server)
+    run(advance(device, T0 + 30))
+
+    checks = server.checks_of("tv-0001")
+    assert checks and all(
+        set(check["metrics"]) == {"disk_free_pct", "temperature_c", "crash_loops"} for check in checks
+    )
+    assert all(0 <= check["metrics"]["disk_free_pct"] <= 100 for check in checks)

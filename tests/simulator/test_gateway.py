@@ -302,3 +302,12 @@ def test_it_delivers_what_the_devices_still_hold_when_it_stops():
 
     assert summary["buffered"] == 0
     assert len(server.stored) == summary["checks_generated"] == summary["checks_delivered"]
+
+
+def test_the_checks_a_gateway_delivers_carry_the_devices_custom_kpis():
+    server = FakeServer()
+    fleet = gateway_fleet(server, devices=4)
+    run(fleet.advance(T0 + 20))
+
+    assert server.stored
+    assert all("crash_loops" in check["metrics"] for check in server.stored.values())

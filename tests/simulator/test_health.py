@@ -3,6 +3,7 @@ shape of each failure pattern over simulated time."""
 
 import random
 import statistics
+from dataclasses import replace
 
 import pytest
 
@@ -180,3 +181,49 @@ def test_it_refuses_a_fault_without_a_single_target_or_with_a_bad_rate():
         book.inject(0.1, now=0, ring="a", version="b")
     with pytest.raises(ValueError):
         book.inject(1.5, now=0, ring="a")
+
+
+# --- custom KPIs (001: disk, thermal, crash loops) -------------------------------------------------
+
+
+def metric_means(rate: float, n: int = N, seed: int = 11) -> dict[str, float]:
+    rng = random.Random(seed)
+    condition = health.condition_for_rate(rate)
+    drawn = [health.sample_metrics(rng, condition) for _ in range(n)]
+    return {name: statistics.fmean(metrics[name] for metrics in drawn) for name in drawn[0]}
+
+
+def test_a_healthy_device_has_free_disk_a_cool_board_and_almost_no_crash_loop():
+    means = metric_means(0.0)
+
+    assert set(means) == {"disk_free_pct", "temperature_c", "crash_loops"}
+    assert means["disk_free_pct"] == pytest.approx(65.0, abs=1.0)
+    assert means["temperature_c"] == pytest.approx(45.0, abs=0.5)
+    assert means["crash_loops"] == pytest.approx(0.004, abs=0.003)
+
+
+def test_an_injected_failure_fills_the_disk_heats_the_board_and_loops_the_app():
+    healthy, failing = metric_means(0.0), metric_means(0.03)
+
+    assert healthy["disk_free_pct"] - failing["disk_free_pct"] == pytest.approx(12.0, abs=1.5)
+    assert failing["temperature_c"] - healthy["temperature_c"] == pytest.approx(9.0, abs=0.5)
+    assert failing["crash_loops"] == pytest.approx(0.602 * 2, rel=0.05)
+
+
+def test_the_metrics_stay_in_their_ranges_under_the_worst_failure():
+    rng = random.Random(5)
+    for _ in range(2000):
+        metrics = health.sample_metrics(rng, health.condition_for_rate(1.0))
+        assert 0.0 <= metrics["disk_free_pct"] <= 100.0
+        assert metrics["crash_loops"] in (0, 1, 2, 3)
+
+
+def test_drawing_the_metrics_from_their_own_generator_leaves_the_built_in_figures_as_they_were():
+    rng = random.Random(9)
+    without = [health.sample(rng) for _ in range(200)]
+    rng, metrics_rng = random.Random(9), random.Random(10)
+    with_metrics = [health.sample(rng, metrics_rng=metrics_rng) for _ in range(200)]
+
+    assert all(sample.metrics == {} for sample in without)
+    assert [replace(sample, metrics={}) for sample in with_metrics] == without
+    assert all(sample.metrics for sample in with_metrics)

@@ -217,6 +217,7 @@ def test_it_refuses_a_viewer_who_may_not_report(viewer):
         pytest.param("ring", ["pilot"], id="ring a list"),
         pytest.param("version", "v" * 51, id="version longer than 50"),
         pytest.param("availability", 2, id="availability above 1"),
+        pytest.param("crash_free", 10**400, id="crash_free an integer no float holds"),
         pytest.param("event_lag_ms", -5, id="event lag negative"),
         pytest.param("dropped_events", "many", id="dropped events a word"),
     ],

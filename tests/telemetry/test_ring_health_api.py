@@ -33,6 +33,7 @@ def test_it_answers_the_default_healthy_values_for_an_empty_window(viewer):
         "window_minutes": 5,
         "expected_devices": 0,
         "reporting_rate": None,
+        "metrics": {},
     }
 
 

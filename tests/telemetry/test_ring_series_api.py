@@ -28,6 +28,7 @@ def test_it_answers_a_point_for_every_minute(viewer):
         "crash_free_rate",
         "boot_success_rate",
         "median_latency_ms",
+        "metrics",
     }
     reported = [point for point in body["points"] if point["total_devices"]]
     assert len(reported) == 1

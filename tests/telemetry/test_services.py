@@ -162,6 +162,7 @@ def test_it_stores_every_field_of_a_batch_check():
                     availability=0.9,
                     event_lag_ms=77,
                     dropped_events=4,
+                    metrics={"disk_free_pct": 12.5},
                 ),
             )
         ],
@@ -179,6 +180,7 @@ def test_it_stores_every_field_of_a_batch_check():
         "availability": 0.9,
         "event_lag_ms": 77,
         "dropped_events": 4,
+        "metrics": {"disk_free_pct": 12.5},
         "device_time": seconds_ago(90),
         "received_at": NOW,
     }

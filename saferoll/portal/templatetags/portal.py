@@ -14,6 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from rollouts.choices import RolloutStatus
+from rollouts.gates import CUSTOM_GATE_PREFIX, is_custom_gate
 from rollouts.permissions import can_act
 from saferoll.core import roles
 from saferoll.core.models import Alert, FleetState
@@ -100,10 +101,26 @@ def ms(value: Any) -> str:
 
 
 @register.filter
+def kpi_number(value: Any) -> str:
+    """A custom KPI has no known unit: 61.2345 → "61.23", 0.004 → "0.004", 1200 → "1,200"."""
+    if value is None or value == "":
+        return "—"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if number != 0 and abs(number) < 0.01:
+        return f"{number:.2g}"
+    return f"{number:,.2f}".rstrip("0").rstrip(".")
+
+
+@register.filter
 def gate_value(value: Any, name: str) -> str:
     """A gate's value or threshold shown the way its unit reads."""
     if value is None:
         return "—"
+    if is_custom_gate(name):
+        return kpi_number(value)
     if name in RATE_GATES:
         return pct(value)
     if name.endswith("_vs_baseline"):
@@ -144,7 +161,15 @@ def comparison_text(gate: dict[str, Any], name: str) -> str:
 
 @register.filter
 def gate_label(name: str) -> str:
+    if is_custom_gate(name):
+        name = name.removeprefix(CUSTOM_GATE_PREFIX)
     return GATE_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+@register.filter
+def gate_title(gate: dict[str, Any], name: str) -> str:
+    """What a gate of an evaluation is called: a custom KPI gate carries its plan's label."""
+    return (gate.get("label") if isinstance(gate, dict) else None) or gate_label(name)
 
 
 @register.filter
@@ -282,6 +307,9 @@ def _bar_share(gate: dict, name: str, value: float) -> float:
         low = float(critical) if critical is not None else max(0.0, threshold - 4 * (1 - threshold))
         span = 1.0 - low
         return (value - low) / span if span > 0 else 1.0
+    if gate.get("operator") == ">=":
+        # A floor that is no share (a custom KPI such as free disk): from 0 to twice the goal.
+        return value / (threshold * 2 or 1.0)
     limit = float(critical) if critical is not None else (threshold * 2 or 1.0)
     return value / limit
 
