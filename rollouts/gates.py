@@ -75,9 +75,13 @@ class GateConfig:
     baseline_comparison: bool = True
     # Devices needed on each side before the comparison says anything.
     baseline_min_sample: int = 30
+    # The ring and the baseline are compared over this last slice of the window: both sides then
+    # speak of the same moments, where over the whole window a ring still installing weighs its
+    # last minutes more than a baseline that reported all along.
+    baseline_window_minutes: int = 1
     # One-sided significance level of the tests (they run every autopilot round, so it is small).
     baseline_alpha: float = 0.001
-    baseline_crash_ratio_max: float = 1.5
+    baseline_crash_ratio_max: float = 1.3
     baseline_boot_ratio_max: float = 2.0
     baseline_latency_ratio_max: float = 1.5
     baseline_silence_ratio_max: float = 2.0
@@ -132,6 +136,8 @@ class GateConfig:
             raise ValueError("min_sample must be at least 1.")
         if self.min_checks < 1:
             raise ValueError("min_checks must be at least 1.")
+        if not 1 <= self.baseline_window_minutes <= self.window_minutes:
+            raise ValueError("baseline_window_minutes must be between 1 and window_minutes.")
         if self.baseline_min_sample < 2:
             raise ValueError("baseline_min_sample must be at least 2.")
         if not 0 < self.baseline_alpha < 0.5:
@@ -296,6 +302,24 @@ def _percent(share: float) -> str:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The devices still on the previous release: over the ring's window (`window`, what a failing
+    gate is set beside) and over the plan's last `baseline_window_minutes` (`recent`), with the
+    ring over that same slice (`ring_recent`), which is what the two are compared on."""
+
+    window: RingHealth
+    recent: RingHealth
+    ring_recent: RingHealth
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.window.to_dict(),
+            "recent": self.recent.to_dict(),
+            "ring_recent": self.ring_recent.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
 class Signals:
     """What the gates weigh besides health: deployments of the ring, open incidents, how much of
     the stage runs the release and its bake. No install progress or bake clock: not judged."""
@@ -304,8 +328,8 @@ class Signals:
     open_sev1_incidents: tuple[str, ...] = ()
     install: InstallProgress | None = None
     bake: BakeClock | None = None
-    # Devices still on the previous release over the same window; None: no comparison.
-    baseline: RingHealth | None = None
+    # Devices still on the previous release over the same moments; None: no comparison.
+    baseline: Baseline | None = None
 
 
 @dataclass(frozen=True)
@@ -514,7 +538,7 @@ def _gates(health: RingHealth, config: GateConfig, signals: Signals) -> list[Gat
         gates.append(
             Gate("sev1_incidents", "Open Sev1 incidents", count, 0, "<=", count == 0, needs_sample=False)
         )
-    gates.extend(_custom_gates(health, config, signals.baseline))
+    gates.extend(_custom_gates(health, config, signals.baseline.window if signals.baseline else None))
     return gates
 
 
@@ -535,8 +559,8 @@ def _comparisons(health: RingHealth, config: GateConfig, signals: Signals) -> li
     if not config.baseline_comparison or signals.baseline is None:
         return []
     return baseline_tests.compare(
-        health,
-        signals.baseline,
+        signals.baseline.ring_recent,
+        signals.baseline.recent,
         min_sample=config.baseline_min_sample,
         alpha=config.baseline_alpha,
         ratios={
@@ -566,7 +590,7 @@ def _excuse_outside_events(
     gates: list[Gate],
     comparisons: list[baseline_tests.Comparison],
     config: GateConfig,
-    baseline: RingHealth | None,
+    baseline: Baseline | None,
 ) -> list[Gate]:
     """A failing gate whose figure fails as much on the devices still on the previous release,
     over the same window, is not blamed on the release: a hospital's network outage slows and
@@ -578,9 +602,7 @@ def _excuse_outside_events(
     judged = []
     for gate in gates:
         figure, metric = _BASELINE_FIGURES.get(gate.name, (None, None))
-        # A baseline nobody reported in has no figures, only its silence.
-        heard = baseline.total_devices > 0 or figure == "reporting_rate"
-        value = getattr(baseline, figure) if figure and heard else None
+        value = _figure(baseline.window, figure)
         if value is None:
             judged.append(gate)
             continue
@@ -591,23 +613,36 @@ def _excuse_outside_events(
     return judged
 
 
+def _figure(health: RingHealth, figure: str | None) -> float | None:
+    """A figure of the baseline; a baseline nobody reported in has none but its silence."""
+    if figure is None or (health.total_devices == 0 and figure != "reporting_rate"):
+        return None
+    return getattr(health, figure)
+
+
 def _same_trouble(
     gate: Gate,
     metric: str | None,
     comparisons: dict[str, baseline_tests.Comparison],
-    baseline: RingHealth,
+    baseline: Baseline,
     config: GateConfig,
 ) -> bool:
-    """Whether the baseline fails the gate's threshold too and the ring is not worse than it: by
-    the statistical comparison where the figure has one (none: too few devices, no excuse), else
-    by no more than half as far again past the threshold."""
+    """Whether the baseline fails the gate's threshold too, over the window or over its last
+    slice (an outage that has just begun, or has just ended), and the ring is not worse than it:
+    by the statistical comparison where the figure has one (none: too few devices, no excuse),
+    else by no more than half as far again past the threshold."""
+    figure = _BASELINE_FIGURES[gate.name][0]
     # Silence is judged over the devices expected to report; every other figure over those that did.
-    size = baseline.expected_devices if gate.name == "reporting_rate" else baseline.total_devices
-    value = gate.baseline
-    if (size or 0) < config.baseline_min_sample or gate.value is None or value is None:
+    size = baseline.window.expected_devices if figure == "reporting_rate" else baseline.window.total_devices
+    if (size or 0) < config.baseline_min_sample or gate.value is None:
         return False
     sign = 1 if gate.operator == ">=" else -1
-    baseline_shortfall = sign * (gate.threshold - value)
+    shortfalls = [
+        sign * (gate.threshold - value)
+        for value in (_figure(baseline.window, figure), _figure(baseline.recent, figure))
+        if value is not None
+    ]
+    baseline_shortfall = max(shortfalls, default=0.0)
     if baseline_shortfall <= 0:
         return False
     if metric is not None:

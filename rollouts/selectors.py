@@ -14,6 +14,7 @@ from rollouts.fleet_release import stage_devices
 from rollouts.gates import (
     DEFAULT_MIN_INSTALLED_SHARE,
     BakeClock,
+    Baseline,
     GateConfig,
     InstallProgress,
     Signals,
@@ -32,7 +33,13 @@ from telemetry.selectors import (
 
 
 def rollout_ring_health(
-    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+    rollout: Rollout,
+    ring: str,
+    *,
+    config: GateConfig | None = None,
+    now: dt.datetime | None = None,
+    window_minutes: int | None = None,
+    spread: bool = False,
 ) -> RingHealth:
     """Health of the devices a rollout targeted in `ring`, from the checks of its version received
     after this rollout targeted each device: an earlier rollout of the same version (rolled back,
@@ -44,7 +51,8 @@ def rollout_ring_health(
     grace period have not had the time to, so they are not counted as silent yet.
 
     `config` is the rollout's parsed gate_config, for a caller that already holds it; the custom
-    metrics its gates name are averaged too."""
+    metrics its gates name are averaged too. Over the plan's window unless `window_minutes`
+    says otherwise; `spread` adds the per-device statistics a baseline comparison reads."""
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
@@ -56,35 +64,45 @@ def rollout_ring_health(
         deployments,
         ring=ring,
         version=rollout.release.version,
-        window_minutes=config.window_minutes,
+        window_minutes=window_minutes or config.window_minutes,
         expected_devices=expected,
         now=now,
-        spread=config.baseline_comparison,
+        spread=spread,
         metrics=custom_metric_names(config),
     )
 
 
-def rollout_baseline_health(
-    rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime
-) -> RingHealth | None:
-    """The devices still on the previous release over the same window, at the sites of the
-    stage's devices where there are enough of them; None when the plan compares nothing."""
+def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime) -> Baseline | None:
+    """The devices still on the previous release, at the sites of the stage's devices where there
+    are enough of them, over the plan's window and over its last `baseline_window_minutes` (with
+    the ring over that slice); None when the plan compares nothing."""
     if not config.baseline_comparison:
         return None
-    sites = (
+    sites = list(
         DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
         .order_by()
         .values_list("device__site", flat=True)
         .distinct()
     )
-    return baseline_health(
-        version=rollout.release.version,
-        sites=list(sites),
-        window_minutes=config.window_minutes,
-        heard_within_minutes=config.unreachable_after_minutes,
-        min_devices=config.baseline_min_sample,
-        now=now,
-        metrics=custom_metric_names(config),
+
+    def previous_release(window_minutes: int) -> RingHealth:
+        return baseline_health(
+            version=rollout.release.version,
+            sites=sites,
+            window_minutes=window_minutes,
+            heard_within_minutes=config.unreachable_after_minutes,
+            min_devices=config.baseline_min_sample,
+            now=now,
+            metrics=custom_metric_names(config),
+        )
+
+    recent = config.baseline_window_minutes
+    return Baseline(
+        window=previous_release(config.window_minutes),
+        recent=previous_release(recent),
+        ring_recent=rollout_ring_health(
+            rollout, ring, config=config, now=now, window_minutes=recent, spread=True
+        ),
     )
 
 
@@ -113,7 +131,7 @@ def rollout_signals(
         open_sev1_incidents=tuple(sev1),
         install=rollout_install_progress(rollout, ring, config=config, now=now),
         bake=rollout_bake_clock(rollout, ring, now=now),
-        baseline=rollout_baseline_health(rollout, ring, config=config, now=now),
+        baseline=rollout_baseline(rollout, ring, config=config, now=now),
     )
 
 

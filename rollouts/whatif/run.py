@@ -26,6 +26,7 @@ from typing import Any
 from rollouts.gates import (
     DEFAULT_MIN_INSTALLED_SHARE,
     BakeClock,
+    Baseline,
     GateConfig,
     InstallProgress,
     Signals,
@@ -125,12 +126,16 @@ class Run:
         self.reachable = fleet.devices - round(fleet.devices * fleet.silent_share)
         self.window = Window(config.window_minutes)
         self.baseline = Window(config.window_minutes)
+        # The slice the ring and the baseline are compared on (GateConfig.baseline_window_minutes).
+        self.ring_recent = Window(config.baseline_window_minutes)
+        self.baseline_recent = Window(config.baseline_window_minutes)
         self.baseline_offsets = Offsets.draw(rng)
         self.installs: list[StageInstall] = []
         self.stage_index = -1
         self.streak = 0
         self.bake_started: float | None = None
         self.first_bad: float | None = None
+        self.old_before = 0
         self._begin_stage(0.0)
 
     @property
@@ -144,8 +149,8 @@ class Run:
         self.offsets = Offsets.draw(self.rng)
         # The ring's window holds only checks sent since its devices were targeted; the baseline is
         # judged over the same span, so an outside event weighs alike on both.
-        self.window.clear()
-        self.baseline.clear()
+        for window in (self.window, self.baseline, self.ring_recent, self.baseline_recent):
+            window.clear()
         self.bake_started = None
         if self.release.bad and self.first_bad is None:
             hurt = VARIANTS[self.release.variant] if self.release.variant else 1.0
@@ -204,12 +209,18 @@ class Run:
         return conditions
 
     def _report(self, now: float, step: float) -> None:
-        """A bucket of the stage's devices on the release, and one of the devices still on the old."""
+        """A bucket of the stage's devices on the release, and one of the devices still on the old
+        (whose window first forgets the devices that have installed the release since)."""
+        old = self._old_devices(now)
+        if self.old_before:
+            for window in (self.baseline, self.baseline_recent):
+                window.keep(old / self.old_before)
+        self.old_before = old
         groups = (
-            (self.window, self.installs[-1].installed(now), True, self.offsets),
-            (self.baseline, self._old_devices(now), False, self.baseline_offsets),
+            ((self.window, self.ring_recent), self.installs[-1].installed(now), True, self.offsets),
+            ((self.baseline, self.baseline_recent), old, False, self.baseline_offsets),
         )
-        for window, devices, new, offsets in groups:
+        for windows, devices, new, offsets in groups:
             bucket = draw_bucket(
                 self.rng,
                 end=now,
@@ -219,7 +230,8 @@ class Run:
                 conditions=self._conditions(now, new=new),
                 offsets=offsets,
             )
-            window.add(bucket, now)
+            for window in windows:
+                window.add(bucket, now)
 
     def _old_devices(self, now: float) -> int:
         return max(self.reachable - sum(install.installed(now) for install in self.installs), 0)
@@ -247,7 +259,17 @@ class Run:
             deployment_failure_rate=install.failure_rate(now),
             install=progress,
             bake=self._bake(now),
-            baseline=self.baseline.health(self.rng, ring="baseline", expected=self._old_devices(now)),
+            baseline=self._baseline(now),
+        )
+
+    def _baseline(self, now: float) -> Baseline:
+        """The old devices over the window and its last slice, and the ring over that slice."""
+        old = self._old_devices(now)
+        expected = self.installs[-1].installed(now - self.config.reporting_grace_seconds)
+        return Baseline(
+            window=self.baseline.health(self.rng, ring="baseline", expected=old),
+            recent=self.baseline_recent.health(self.rng, ring="baseline", expected=old),
+            ring_recent=self.ring_recent.health(self.rng, ring=self.stage["ring"], expected=expected),
         )
 
     def _bake(self, now: float) -> BakeClock:

@@ -131,22 +131,44 @@ class Window:
     def __init__(self, minutes: int):
         self.seconds = minutes * 60
         self.minutes = minutes
-        self.buckets: deque[Bucket] = deque()
+        # Each bucket with the scale it was added at: what remains of it is scale / that.
+        self.buckets: deque[tuple[Bucket, float]] = deque()
         self.sums = dict.fromkeys(self._SUMMED, 0.0)
+        self.scale = 1.0
 
     def add(self, bucket: Bucket | None, now: float) -> None:
         if bucket is not None:
-            self.buckets.append(bucket)
+            self.buckets.append((bucket, self.scale))
             for key in self._SUMMED:
                 self.sums[key] += getattr(bucket, key)
-        while self.buckets and self.buckets[0].end <= now - self.seconds:
-            old = self.buckets.popleft()
+        while self.buckets and self.buckets[0][0].end <= now - self.seconds:
+            old, added_at = self.buckets.popleft()
+            remaining = self.scale / added_at
             for key in self._SUMMED:
-                self.sums[key] -= getattr(old, key)
+                self.sums[key] -= getattr(old, key) * remaining
+
+    def keep(self, share: float) -> None:
+        """Only `share` of the group's devices are still in it (the others installed the release):
+        their checks stay in the window, the others' leave with them, as the baseline selector
+        reads only devices still off the release. Devices leave at random, so every bucket keeps
+        the same share."""
+        if share >= 1.0:
+            return
+        if share <= 0.0:
+            self.clear()
+            return
+        self.scale *= share
+        for key in self._SUMMED:
+            self.sums[key] *= share
 
     def clear(self) -> None:
         self.buckets.clear()
         self.sums = dict.fromkeys(self._SUMMED, 0.0)
+        self.scale = 1.0
+
+    def _weighted(self) -> list[tuple[Bucket, float]]:
+        """The buckets with the share of each still in the window."""
+        return [(bucket, self.scale / added_at) for bucket, added_at in self.buckets]
 
     def health(self, rng: random.Random, *, ring: str, expected: int | None) -> RingHealth:
         """The window as the selectors would aggregate it. A device counts once however many of the
@@ -155,7 +177,8 @@ class Window:
         checks = round(self.sums["checks"])
         if not self.buckets or checks <= 0:
             return RingHealth(ring=ring, window_minutes=self.minutes, expected_devices=expected, checks=0)
-        devices = max(bucket.devices for bucket in self.buckets)
+        weighted = self._weighted()
+        devices = max(1, round(max(bucket.devices * kept for bucket, kept in weighted)))
         crash = self.sums["crash_sum"] / checks
         latency_mean = self.sums["latency_sum"] / checks
         per_device = checks / devices
@@ -164,7 +187,7 @@ class Window:
             total_devices=devices,
             crash_free_rate=min(1.0, max(0.0, 1.0 - crash)),
             boot_success_rate=1.0 - self.sums["boot_failures"] / checks,
-            median_latency_ms=weighted_median((b.latency_median, b.checks) for b in self.buckets),
+            median_latency_ms=weighted_median((b.latency_median, b.checks * kept) for b, kept in weighted),
             window_minutes=self.minutes,
             expected_devices=expected,
             checks=checks,
