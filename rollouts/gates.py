@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from rollouts.score import health_score
 from telemetry.health import RingHealth, round_rate
 
 # A critical boot-success verdict needs the whole 95 % Wilson interval below the critical line, so
@@ -69,6 +70,9 @@ class GateConfig:
     # A device of the ring not heard from for this long, and not running the release, counts as
     # unreachable: shown apart, and left out of the installed share's denominator.
     unreachable_after_minutes: int = 60
+    # The health score's weight of each gate by name (rollouts.score); a gate not named keeps its
+    # default. Left out of the hash: a dict is not hashable, and equal settings still compare equal.
+    score_weights: dict[str, float] = field(default_factory=dict, hash=False)
 
     _RATES = (
         "crash_free_min",
@@ -123,6 +127,8 @@ class GateConfig:
 
 
 def _check_value(key: str, value: Any, type_name: str) -> Any:
+    if key == "score_weights":
+        return _check_score_weights(value)
     optional = "None" in type_name
     if value is None:
         if optional:
@@ -143,6 +149,20 @@ def _check_value(key: str, value: Any, type_name: str) -> Any:
             raise ValueError(f"{key} must be a whole number.")
         return int(value)
     return float(value)
+
+
+def _check_score_weights(value: Any) -> dict[str, float]:
+    """{gate name: weight}, each weight a number ≥ 0; a fresh dict, so the plan's JSON stays its own."""
+    if not isinstance(value, dict):
+        raise ValueError("score_weights must be an object of gate names and weights.")
+    weights = {}
+    for name, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+            raise ValueError(f"score_weights.{name} must be a number.")
+        if weight < 0:
+            raise ValueError(f"score_weights.{name} must not be negative.")
+        weights[str(name)] = float(weight)
+    return weights
 
 
 @dataclass(frozen=True)
@@ -360,6 +380,7 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
         "ring": health.ring,
         "overall": overall,
         "gates": {gate.name: gate.to_dict() for gate in gates},
+        "score": health_score(judged, config.score_weights).to_dict(),
         "health": health.to_dict(),
     }
     if signals.open_sev1_incidents:

@@ -304,7 +304,8 @@ class RolloutDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField()
     evaluation = serializers.JSONField(
         help_text=(
-            "ring, overall, gates (value, threshold, operator, passed), health, install (targeted, "
+            "ring, overall, gates (value, threshold, operator, passed), score (the health score: value "
+            "0–100 or null, weights and parts per gate; it explains, the gates decide), health, install (targeted, "
             "installed, unreachable, incompatible, share, min_share, met) and bake (started_at, minutes, "
             "remaining_seconds)"
         )
