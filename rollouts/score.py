@@ -8,15 +8,15 @@ Each judged gate gets a part between 0 and 1:
 - 1 when it passes, however close to its goal (headroom earns nothing: a score that moved with
   noise inside the goal would suggest trouble the gates do not see);
 - for a failing gate with a critical threshold, 0.5 just past its goal falling linearly to 0 at the
-  critical threshold and beyond: a failing gate never counts as much as half a passing one, so a
+  critical threshold and beyond: a failing gate counts at most half as much as a passing one, so a
   ring with a failing gate never scores 100;
 - 0.5 for a failing gate without a critical threshold (open Sev1 incidents, deployment failures,
   the optional KPIs): failing, but not measured against a line of disaster.
 
-The score is 100 × Σ weight × part / Σ weight, rounded half up, over the judged gates. Gates left unjudged for
-too little data are left out, and so is a score that would rest only on the gates that need no
-sample (Sev1 incidents, deployment failures, reporting rate): without device health to weigh it
-would read a ring nobody has heard from as healthy. Then the score is None.
+The score is 100 × Σ weight × part / Σ weight over the judged gates, rounded half up. Gates left
+unjudged for too little data are left out, and so is a score that would rest only on the gates that
+need no sample (Sev1 incidents, deployment failures, reporting rate): without device health to weigh
+it would read a ring nobody has heard from as healthy. Then the score is None.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from telemetry.health import RingHealth
 
 SEVERITY = {Action.PROMOTE: 0, Action.WAIT: 1, Action.PAUSE: 2, Action.ROLLBACK: 3}
 CONFIG = GateConfig()
-PROPERTIES = settings(max_examples=200, deadline=None, database=None)
+PROPERTIES = settings(max_examples=300, deadline=None, database=None)
 
 shares = st.floats(min_value=0.0, max_value=1.0)
 latencies = st.floats(min_value=0.0, max_value=5000.0)

@@ -301,7 +301,7 @@ def test_any_sequence_of_actions_keeps_the_rollout_invariants(people, fleet):
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=40,
+            max_examples=60,
             stateful_step_count=30,
             deadline=None,
             database=None,
