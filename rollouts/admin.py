@@ -524,8 +524,17 @@ class EvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "source",
         "reason",
         "created_at",
+        "score_display",
         "detail_display",
     )
+
+    @admin.display(description="health score")
+    def score_display(self, evaluation: Evaluation) -> str:
+        """Beside the gates, never instead of them: the action above is theirs."""
+        value = (evaluation.detail.get("score") or {}).get("value")
+        if value is None:
+            return "Not scored (too little data, or judged before scores were kept)"
+        return f"{value} / 100 — weighed from the gates; it explains, the gates decide"
 
     @admin.display(description="gates and health")
     def detail_display(self, evaluation: Evaluation) -> str:

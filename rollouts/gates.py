@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from rollouts import baseline as baseline_tests
+from rollouts.score import health_score
 from telemetry.health import MAX_METRICS, RingHealth, metric_name_problem, round_rate
 
 # Upper bounds of the settings that become durations. A day is far beyond any useful gate window or
@@ -87,6 +88,9 @@ class GateConfig:
     baseline_silence_ratio_max: float = 2.0
     # Gates on custom KPIs of the health checks (CustomGateDefinition), judged like the built-ins.
     custom_gates: tuple[CustomGateDefinition, ...] = ()
+    # The health score's weight of each gate by name (rollouts.score); a gate not named keeps its
+    # default. Left out of the hash: a dict is not hashable, and equal settings still compare equal.
+    score_weights: dict[str, float] = field(default_factory=dict, hash=False)
 
     _RATES = (
         "crash_free_min",
@@ -161,6 +165,8 @@ class GateConfig:
 def _check_value(key: str, value: Any, type_name: str) -> Any:
     if key == "custom_gates":
         return custom_gates_from(value)
+    if key == "score_weights":
+        return _check_score_weights(value)
     optional = "None" in type_name
     if value is None:
         if optional:
@@ -181,6 +187,20 @@ def _check_value(key: str, value: Any, type_name: str) -> Any:
             raise ValueError(f"{key} must be a whole number.")
         return int(value)
     return float(value)
+
+
+def _check_score_weights(value: Any) -> dict[str, float]:
+    """{gate name: weight}, each weight a number ≥ 0; a fresh dict, so the plan's JSON stays its own."""
+    if not isinstance(value, dict):
+        raise ValueError("score_weights must be an object of gate names and weights.")
+    weights = {}
+    for name, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+            raise ValueError(f"score_weights.{name} must be a number.")
+        if weight < 0:
+            raise ValueError(f"score_weights.{name} must not be negative.")
+        weights[str(name)] = float(weight)
+    return weights
 
 
 @dataclass(frozen=True)
@@ -440,6 +460,7 @@ def evaluate(health: RingHealth, config: GateConfig, signals: Signals | None = N
         "ring": health.ring,
         "overall": overall,
         "gates": {gate.name: gate.to_dict() for gate in gates},
+        "score": health_score(judged, config.score_weights).to_dict(),
         "health": health.to_dict(),
         "sample": {
             "devices": health.total_devices,

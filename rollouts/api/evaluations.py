@@ -19,7 +19,8 @@ from saferoll.core.api.schema import ErrorSerializer
 class EvaluationSerializer(serializers.ModelSerializer):
     rollout_id = serializers.CharField(source="rollout.rollout_id")
     evaluation = serializers.JSONField(
-        source="detail", help_text="ring, overall, gates and health (000 §5.2)"
+        source="detail",
+        help_text="ring, overall, gates, score (0–100, weighed from the gates; it decides nothing) and health (000 §5.2)",
     )
 
     class Meta:

@@ -319,7 +319,8 @@ class RolloutDecisionSerializer(serializers.Serializer):
         help_text=(
             "ring, overall, gates (value, threshold, operator, passed; a custom KPI gate, named "
             "'kpi:<metric>', adds custom, metric, label, baseline and judged: false when nobody reported "
-            "it), health (with metrics, the custom KPIs' means), install (targeted, "
+            "it), score (the health score: value 0–100 or null, weights and parts per gate; it explains, the gates "
+            "decide), health (with metrics, the custom KPIs' means), install (targeted, "
             "installed, unreachable, incompatible, share, min_share, met) and bake (started_at, minutes, "
             "remaining_seconds)"
         )

@@ -19,7 +19,7 @@ from rollouts.services.plans import whatif_fleet, whatif_plan
 from rollouts.whatif import replay
 from rollouts.whatif.report import HEADERS, row_cells
 from saferoll.portal.forms import WhatIfForm
-from saferoll.portal.templatetags.portal import pct
+from saferoll.portal.templatetags.portal import gate_label, pct
 from saferoll.portal.views import reader_required
 
 # The installed share a stage waits for when it names none (the stage key min_installed_share).
@@ -42,6 +42,7 @@ GATE_SETTING_LABELS = {
     "deployment_failure_max": "Failed deployments, at most",
     "block_on_sev1": "An open Sev1 incident holds the rollout",
     "consecutive_failures_to_pause": "Failing evaluations before pausing",
+    "score_weights": "Health score weights",
 }
 
 
@@ -162,6 +163,8 @@ def _custom_gate_row(definition: CustomGateDefinition) -> SettingRow:
 
 
 def _gate_value(key: str, value: Any) -> str:
+    if key == "score_weights":
+        return _weights_text(value)
     if value is None:
         return "Off"
     if isinstance(value, bool):
@@ -175,6 +178,14 @@ def _gate_value(key: str, value: Any) -> str:
     if key.endswith("_seconds"):
         return f"{value:g} s"
     return f"{value:g}"
+
+
+def _weights_text(weights: dict[str, float]) -> str:
+    """{"crash_free_rate": 5} → "Crash-free rate 5; the other gates their default"."""
+    if not weights:
+        return "Defaults"
+    named = ", ".join(f"{gate_label(name)} {weight:g}" for name, weight in sorted(weights.items()))
+    return f"{named}; the other gates their default"
 
 
 def _setting_rows(settings: Any) -> list[SettingRow]:

@@ -102,6 +102,18 @@ def test_it_renders_every_change_page_for_an_admin(boss, world):
         assert response.status_code == 200, type(obj)
 
 
+def test_it_shows_an_evaluations_health_score_beside_its_gates(boss, db):
+    scored = EvaluationFactory(detail={"gates": {}, "score": {"value": 87, "weights": {}, "parts": {}}})
+    unscored = EvaluationFactory(rollout=scored.rollout)
+    client = login(boss)
+
+    assert (
+        "87 / 100 — weighed from the gates; it explains, the gates decide"
+        in client.get(url(scored, "change")).content.decode()
+    )
+    assert "Not scored" in client.get(url(unscored, "change")).content.decode()
+
+
 @pytest.mark.parametrize(
     "app_model", ["devices.device", "devices.cohort", "rollouts.release", "rollouts.rollout"]
 )

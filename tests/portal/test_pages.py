@@ -201,6 +201,46 @@ def test_it_shows_a_failing_gate_apart_from_its_goal_and_a_critical_reading_as_c
     assert 'data-gate="boot_success_rate" data-passed="false"' in html
 
 
+def test_it_shows_the_health_score_beside_the_gates_as_an_explanation_not_a_verdict(
+    page_client, rollout_factory
+):
+    rollout = rollout_factory("pilot", healthy=False)
+    report_healthy(rollout, crash_free=0.97)
+    manager = page_client(roles.RELEASE_MANAGER)
+    manager.post(action_url(rollout, "promote"))
+
+    html = manager.get(reverse("portal:rollout-detail", args=[rollout.rollout_id])).content.decode()
+
+    assert 'data-decision="PAUSE"' in html
+    # Crash-free halfway to its critical line counts a quarter of its weight of 3; boot, latency,
+    # deployment failures and Sev1 (3 + 2 + 1 + 1) pass: (0.75 + 7) / 10, rounded half up.
+    panel = html[html.index('id="r-gates"') :]
+    assert panel.index('data-score="78"') < panel.index('data-gate="crash_free_rate"')
+    assert "<strong>78</strong> / 100" in panel
+    assert "it never decides: the gates alone promote, pause or roll back" in panel
+    assert (
+        '<tr data-score-part="crash_free_rate"><td>Crash-free rate</td><td class="num">3</td><td class="num">25%</td></tr>'
+        in panel
+    )
+    # The refused promote's evaluation in the timeline carries the score it had.
+    timeline = html[html.index('data-event="PROMOTE_REFUSED"') :]
+    assert "Health score <strong>78</strong> / 100" in timeline
+
+
+def test_it_says_a_ring_with_too_little_data_is_not_scored(page_client, rollout_factory):
+    rollout = rollout_factory("pilot", healthy=False)
+
+    html = (
+        page_client(roles.VIEWER)
+        .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))
+        .content.decode()
+    )
+
+    assert 'data-decision="WAIT"' in html
+    assert 'data-score=""' in html
+    assert "Too little data from devices to score" in html
+
+
 def test_it_disables_promote_and_says_why_when_the_gates_do_not_allow_it(page_client, rollout_factory):
     rollout = rollout_factory("pilot", healthy=False)
     html = (

@@ -125,6 +125,22 @@ def test_a_plan_page_shows_waves_and_retries_readably(page_client, regional_plan
     assert "Retries Count: 2 · Backoff seconds: 60" in text
 
 
+def test_a_plan_page_shows_its_health_score_weights(page_client, regional_plan):
+    client = page_client(roles.VIEWER)
+    page = reverse("portal:plan-detail", args=["by-region"])
+    assert "Health score weights</dt><dd>Defaults" in client.get(page).content.decode()
+
+    RolloutPlan.objects.filter(pk=regional_plan.pk).update(
+        gate_config={"score_weights": {"crash_free_rate": 5, "kpi:disk_free": 0.5}}
+    )
+
+    html = client.get(page).content.decode()
+    assert (
+        "Health score weights</dt><dd><strong>Crash-free rate 5, Kpi:disk free 0.5; "
+        "the other gates their default</strong>"
+    ) in html
+
+
 def test_a_plan_with_broken_gates_is_shown_with_the_problem(page_client, regional_plan):
     RolloutPlan.objects.filter(pk=regional_plan.pk).update(gate_config={"min_sample": 0})
 

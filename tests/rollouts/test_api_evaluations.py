@@ -40,6 +40,8 @@ def test_it_lists_evaluations_newest_first_with_their_detail(viewer, evaluations
     assert refused["source"] == "request"
     assert refused["evaluation"]["gates"]["crash_free_rate"]["passed"] is False
     assert refused["reason"].startswith("SLO gates failing")
+    assert refused["evaluation"]["score"]["value"] < 100
+    assert refused["evaluation"]["score"]["parts"]["crash_free_rate"] < 0.5
 
 
 @pytest.mark.parametrize(

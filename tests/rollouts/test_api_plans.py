@@ -69,6 +69,10 @@ def test_it_creates_a_plan(release_manager):
         ),
         ({"gate_config": {"min_sample": 0}}, {"gate_config": ["min_sample must be at least 1."]}),
         ({"gate_config": {"window": 5}}, {"gate_config": ["Unknown gate setting(s): window."]}),
+        (
+            {"gate_config": {"score_weights": {"crash_free_rate": -2}}},
+            {"gate_config": ["score_weights.crash_free_rate must not be negative."]},
+        ),
         # Text PostgreSQL's JSON cannot hold, and a gate window its evaluations could not compute.
         (
             {"stages": [{"ring": "pilot\x00"}]},
@@ -87,6 +91,18 @@ def test_it_rejects_a_plan_that_does_not_hold_together(release_manager, plan, ch
     assert response.status_code == 400
     assert response.json() == {"error": "Invalid input.", "fields": fields}
     assert not AuditEvent.objects.filter(object_type="rolloutplan").exists()
+
+
+def test_it_keeps_a_plans_health_score_weights(release_manager):
+    plan = {**NEW_PLAN, "gate_config": {"score_weights": {"median_latency_ms": 4, "kpi:disk_free": 0.5}}}
+
+    response = release_manager.post("/api/plans", plan, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["effective_gate_config"]["score_weights"] == {
+        "median_latency_ms": 4.0,
+        "kpi:disk_free": 0.5,
+    }
 
 
 def test_it_keeps_an_activation_window_in_utc_times_of_day(release_manager, plan):

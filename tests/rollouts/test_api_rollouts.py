@@ -366,6 +366,29 @@ def test_it_decides_should_promote_in_the_shape_of_the_contract_without_storing_
     assert not Evaluation.objects.exists()
 
 
+def test_it_shows_the_health_score_beside_the_gates_it_is_weighed_from(viewer, started):
+    report(started, "pilot", crash_free=0.97)
+
+    body = viewer.get(f"/api/rollouts/{started.rollout_id}/should_promote").json()
+
+    assert body["action"] == "PAUSE"
+    score = body["evaluation"]["score"]
+    assert set(score["parts"]) <= set(body["evaluation"]["gates"])
+    # Crash-free halfway between its goal and its critical line: a quarter of its weight of 3.
+    assert score["parts"]["crash_free_rate"] == 0.25
+    assert score["weights"]["crash_free_rate"] == 3.0
+    assert score["weights"] == {
+        "crash_free_rate": 3.0,
+        "boot_success_rate": 3.0,
+        "median_latency_ms": 2.0,
+        "reporting_rate": 2.0,
+        "deployment_failure_rate": 1.0,
+        "sev1_incidents": 1.0,
+    }
+    # (12 − 3 × 0.75) / 12
+    assert score["value"] == 81
+
+
 def test_it_answers_conflict_to_should_promote_before_the_start(viewer, rollout):
     response = viewer.get(f"/api/rollouts/{rollout.rollout_id}/should_promote")
 

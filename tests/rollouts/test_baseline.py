@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from rollouts.baseline import binomial_upper_tail, normal_upper_tail
-from rollouts.gates import Action, GateConfig, Signals, evaluate
+from rollouts.gates import Action, Baseline, GateConfig, Signals, evaluate
 from telemetry.health import DeviceSpread, RingHealth
 
 CONFIG = GateConfig()
@@ -42,8 +42,14 @@ def window(
     )
 
 
-def judge(ring: RingHealth, baseline: RingHealth | None, config: GateConfig = CONFIG):
-    return evaluate(ring, config, Signals(baseline=baseline))
+def judge(ring: RingHealth, baseline: RingHealth | None, config: GateConfig = CONFIG, *, recent=None):
+    """The ring against `baseline` over the window; compared over the last minute, where the ring
+    and the baseline read the same unless `recent` gives that minute's (ring, baseline)."""
+    if baseline is None:
+        return evaluate(ring, config, Signals())
+    ring_recent, baseline_recent = recent or (ring, baseline)
+    signals = Signals(baseline=Baseline(window=baseline, recent=baseline_recent, ring_recent=ring_recent))
+    return evaluate(ring, config, signals)
 
 
 def test_a_fleet_wide_latency_spike_is_an_outside_event_not_the_release():
@@ -87,7 +93,7 @@ def test_a_small_real_regression_above_the_fixed_gates_is_caught():
     decision = judge(window(crash_rate=0.006), window(20_000, crash_rate=0.003))
 
     assert decision.action == Action.PAUSE
-    assert "Crash rate 0.60% against 0.30% on the previous release (2.0×, p < 0.001; at most 1.5×)" in (
+    assert "Crash rate 0.60% against 0.30% on the previous release (2.0×, p < 0.001; at most 1.3×)" in (
         decision.reason
     )
     gate = decision.evaluation["gates"]["crash_rate_vs_baseline"]
@@ -177,7 +183,10 @@ def test_a_custom_kpi_much_worse_than_the_previous_releases_fails_when_the_plan_
     decision = judge(with_loops(window(), 1.5), with_loops(window(20_000), 0.5), config)
 
     assert decision.action == Action.PAUSE
-    assert "Crash loops 1.5 against 0.5 on the previous release: 3.00× as bad, beyond the 1.5× allowed." in decision.reason
+    assert (
+        "Crash loops 1.5 against 0.5 on the previous release: 3.00× as bad, beyond the 1.5× allowed."
+        in decision.reason
+    )
     assert decision.evaluation["gates"]["kpi:crash_loops"]["baseline"] == 0.5
 
 
@@ -188,3 +197,17 @@ def test_a_custom_kpi_failing_as_much_on_the_previous_release_is_an_outside_even
 
     assert decision.action == Action.WAIT
     assert decision.evaluation["gates"]["kpi:crash_loops"]["excused"] is True
+
+
+def test_the_comparison_reads_the_last_minute_of_both_sides():
+    """A spike that began a minute ago: the ring, still installing, has most of its checks in it;
+    the baseline's window does not fail yet, its last minute does, as much as the ring's."""
+    ring = window(latency=700, latency_sd=100)
+    baseline_window = window(20_000, latency=300, latency_sd=100)
+    recent = (window(latency=720, latency_sd=100), window(20_000, latency=710, latency_sd=100))
+
+    decision = judge(ring, baseline_window, recent=recent)
+
+    assert decision.action == Action.WAIT
+    assert decision.evaluation["gates"]["median_latency_ms"]["excused"] is True
+    assert decision.evaluation["baseline"]["recent"]["median_latency_ms"] == 710
