@@ -84,7 +84,7 @@ class GateConfig:
     baseline_alpha: float = 0.001
     baseline_crash_ratio_max: float = 1.3
     baseline_boot_ratio_max: float = 2.0
-    baseline_latency_ratio_max: float = 1.5
+    baseline_latency_ratio_max: float = 2.0
     baseline_silence_ratio_max: float = 2.0
     # Gates on custom KPIs of the health checks (CustomGateDefinition), judged like the built-ins.
     custom_gates: tuple[CustomGateDefinition, ...] = ()
@@ -641,6 +641,19 @@ def _figure(health: RingHealth, figure: str | None) -> float | None:
     return getattr(health, figure)
 
 
+def _device_mean(baseline: Baseline, figure: str) -> float | None:
+    """The baseline's last slice as the mean of its devices' own means: when an outage hits part
+    of the fleet, a median may sit on either side of it by a hair, the mean does not."""
+    spread = baseline.recent.spread
+    if spread is None or not spread.devices:
+        return None
+    if figure == "median_latency_ms":
+        return spread.latency_mean
+    if figure == "crash_free_rate":
+        return 1 - spread.crash_rate_mean
+    return None
+
+
 def _same_trouble(
     gate: Gate,
     metric: str | None,
@@ -649,7 +662,8 @@ def _same_trouble(
     config: GateConfig,
 ) -> bool:
     """Whether the baseline fails the gate's threshold too, over the window or over its last
-    slice (an outage that has just begun, or has just ended), and the ring is not worse than it:
+    slice (an outage that has just begun, or has just ended; by its median or its devices' mean),
+    and the ring is not worse than it:
     by the statistical comparison where the figure has one (none: too few devices, no excuse),
     else by no more than half as far again past the threshold."""
     figure = _BASELINE_FIGURES[gate.name][0]
@@ -658,11 +672,12 @@ def _same_trouble(
     if (size or 0) < config.baseline_min_sample or gate.value is None:
         return False
     sign = 1 if gate.operator == ">=" else -1
-    shortfalls = [
-        sign * (gate.threshold - value)
-        for value in (_figure(baseline.window, figure), _figure(baseline.recent, figure))
-        if value is not None
-    ]
+    values = (
+        _figure(baseline.window, figure),
+        _figure(baseline.recent, figure),
+        _device_mean(baseline, figure),
+    )
+    shortfalls = [sign * (gate.threshold - value) for value in values if value is not None]
     baseline_shortfall = max(shortfalls, default=0.0)
     if baseline_shortfall <= 0:
         return False

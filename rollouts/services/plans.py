@@ -65,7 +65,10 @@ def preset_definitions() -> list[dict]:
                 for index, ring in enumerate(rings)
             ],
             "gate_config": {
-                "crash_free_min": 0.995,
+                # 000 §6.2's crash-free goal: a healthy fleet runs at about 99.3 %, so a stricter
+                # goal fails every release, on the previous release as much (what-if: good releases
+                # held forever). Stricter where it is safe: the critical line, boots, latency.
+                "crash_free_min": 0.99,
                 "crash_free_critical": 0.97,
                 "boot_success_min": 0.998,
                 "boot_success_critical": 0.98,

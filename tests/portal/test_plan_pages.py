@@ -136,7 +136,7 @@ def test_a_plan_page_shows_its_health_score_weights(page_client, regional_plan):
 
     html = client.get(page).content.decode()
     assert (
-        "Health score weights</dt><dd><strong>Crash-free rate 5, Kpi:disk free 0.5; "
+        "Health score weights</dt><dd><strong>Crash-free rate 5, Disk free 0.5; "
         "the other gates their default</strong>"
     ) in html
 

@@ -25,7 +25,9 @@ DISK_GATE = {
 @pytest.fixture
 def kpi_started(plan, started):
     """The started rollout, its frozen gates carrying a custom KPI gate on free disk."""
-    started.gate_config = GateConfig.from_dict({"min_sample": 10, "custom_gates": [DISK_GATE]}).to_dict()
+    started.gate_config = GateConfig.from_dict(
+        {"min_sample": 10, "min_checks": 10, "custom_gates": [DISK_GATE]}
+    ).to_dict()
     started.save(update_fields=["gate_config"])
     return started
 
@@ -134,7 +136,7 @@ def test_a_plan_refuses_a_bad_custom_gate_naming_the_key(release_manager, plan, 
 
 
 def test_a_rollout_freezes_the_custom_gates_of_its_plan(plan, release, fleet, manager):
-    plan.gate_config = {"min_sample": 10, "custom_gates": [DISK_GATE]}
+    plan.gate_config = {"min_sample": 10, "min_checks": 10, "custom_gates": [DISK_GATE]}
     plan.save()
 
     rollout = lifecycle.rollout_create(release=release, plan=plan, actor=manager)

@@ -37,7 +37,7 @@ def test_a_stored_plan_comes_before_the_preset_of_the_same_name():
         actor=None,
         name="demo",
         stages=[dict(stage) for stage in DEMO_STAGES],
-        gate_config={"crash_free_min": 0.9999, "crash_free_critical": 0.5},
+        gate_config={"crash_free_min": 0.9999, "crash_free_critical": 0.5, "baseline_comparison": False},
     )
 
     printed = whatif(plan="demo", runs=6, outside_events=0)
