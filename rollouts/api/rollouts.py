@@ -317,10 +317,14 @@ class RolloutDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField()
     evaluation = serializers.JSONField(
         help_text=(
-            "ring, overall, gates (value, threshold, operator, passed; a custom KPI gate, named "
-            "'kpi:<metric>', adds custom, metric, label, baseline and judged: false when nobody reported "
-            "it), score (the health score: value 0–100 or null, weights and parts per gate; it explains, the gates "
-            "decide), health (with metrics, the custom KPIs' means), install (targeted, "
+            "ring, overall, gates (value, threshold, operator, passed; baseline: the previous release's "
+            "figure, excused: true for an outside event; a '<figure>_vs_baseline' gate adds ring, baseline, "
+            "ratio, ratio_max, p_value, alpha and worse; a custom KPI gate, named 'kpi:<metric>', adds "
+            "custom, metric, label, compare_baseline and judged: false when nobody reported it), score "
+            "(the health score: value 0–100 or null, weights and parts per gate; it explains, the gates "
+            "decide), health (with metrics, the custom KPIs' means), sample (devices, min_devices, checks, "
+            "min_checks, enough), baseline (the previous release over the window, with recent and "
+            "ring_recent over the compared last minutes), install (targeted, "
             "installed, unreachable, incompatible, share, min_share, met) and bake (started_at, minutes, "
             "remaining_seconds)"
         )
