@@ -167,7 +167,11 @@ def test_it_builds_the_presets_over_the_fleets_rings():
     assert not any(stage["auto_advance"] for stage in production["stages"])
     assert GateConfig.from_dict(production["gate_config"]).min_sample == 50
     assert GateConfig.from_dict(production["gate_config"]).consecutive_failures_to_pause == 2
-    assert GateConfig.from_dict(production["gate_config"]).crash_free_min > GateConfig().crash_free_min
+    strict, default = GateConfig.from_dict(production["gate_config"]), GateConfig()
+    # Stricter where a healthy fleet still passes: the critical lines, boots and latency.
+    assert strict.crash_free_critical > default.crash_free_critical
+    assert strict.boot_success_min > default.boot_success_min
+    assert strict.latency_max_ms < default.latency_max_ms
     assert [stage["ring"] for stage in staging["stages"]] == ["pilot", "ring_25", "ring_100"]
     # Rings are cumulative: ring_5's devices go out with ring_25's rather than never.
     assert staging["stages"][1]["rings"] == ["ring_5", "ring_25"]
