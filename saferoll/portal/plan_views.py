@@ -254,8 +254,10 @@ def plan_whatif(request: HttpRequest, name: str) -> HttpResponse:
     """What would this plan do? The form, and once submitted the replay's table (rollouts.whatif),
     in the request itself: the form's bounds keep it to seconds."""
     plan = get_object_or_404(RolloutPlan, name=name)
-    submitted = "runs" in request.GET
-    form = WhatIfForm(request.GET if submitted else None)
+    submitted = any(name in request.GET for name in WhatIfForm.base_fields)
+    # A link that names only some of the fields (?runs=20) takes the form's defaults for the rest.
+    defaults = {name: field.initial for name, field in WhatIfForm.base_fields.items()}
+    form = WhatIfForm({**defaults, **request.GET.dict()} if submitted else None)
     context: dict[str, Any] = {"summary": plan_summary(plan), "form": form, "headers": HEADERS}
     if submitted and form.is_valid():
         data = form.cleaned_data

@@ -45,6 +45,14 @@ def test_the_form_alone_runs_nothing(page_client, plan):
     assert "data-whatif-table" not in response.content.decode()
 
 
+def test_a_link_that_names_some_fields_takes_the_defaults_for_the_others(page_client, plan):
+    response = page_client(roles.VIEWER).get(url(), {"runs": 2, "fleet": 1000})
+
+    html = response.content.decode()
+    assert "data-whatif-table" in html
+    assert "This field is required" not in html
+
+
 @pytest.mark.parametrize(
     ("field", "value"), [("runs", 21), ("runs", 0), ("fleet", 10_000_000), ("outside_events", 1.5)]
 )
