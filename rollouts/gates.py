@@ -28,6 +28,27 @@ MAX_UNREACHABLE_MINUTES = 30 * 24 * 60
 DEFAULT_MIN_INSTALLED_SHARE = 0.9
 
 
+# The names of the gates every plan has (optional ones included), and of the comparisons with the
+# previous release (rollouts.baseline), which the score weights and the portal refer to.
+BUILT_IN_GATES = {
+    "crash_free_rate",
+    "boot_success_rate",
+    "median_latency_ms",
+    "reporting_rate",
+    "availability",
+    "event_lag_ms",
+    "dropped_events",
+    "deployment_failure_rate",
+    "sev1_incidents",
+}
+COMPARISON_GATES = {
+    "crash_rate_vs_baseline",
+    "boot_failure_rate_vs_baseline",
+    "latency_vs_baseline",
+    "silent_share_vs_baseline",
+}
+
+
 class Action(StrEnum):
     PROMOTE = "PROMOTE"
     PAUSE = "PAUSE"
@@ -123,7 +144,18 @@ class GateConfig:
         # JSON's shape (a list, not a tuple), so a frozen copy compares equal to its stored JSON.
         return {**asdict(self), "custom_gates": [asdict(gate) for gate in self.custom_gates]}
 
+    def gate_names(self) -> set[str]:
+        """Every gate this plan can judge: the built-ins, the comparisons with the previous release
+        and its custom KPI gates."""
+        return BUILT_IN_GATES | COMPARISON_GATES | {definition.gate_name for definition in self.custom_gates}
+
     def _check_consistency(self) -> None:
+        unknown = sorted(set(self.score_weights) - self.gate_names())
+        if unknown:
+            raise ValueError(
+                f"score_weights names no gate of this plan: {', '.join(unknown)}. "
+                f"Gates: {', '.join(sorted(self.gate_names()))}."
+            )
         if self.crash_free_critical > self.crash_free_min:
             raise ValueError("crash_free_critical must not be above crash_free_min.")
         if self.boot_success_critical > self.boot_success_min:

@@ -141,10 +141,25 @@ def test_it_refuses_bad_score_weights_naming_the_gate(weights, message):
 
 
 def test_score_weights_round_trip_and_leave_the_settings_hashable():
-    config = GateConfig.from_dict({"score_weights": {"crash_free_rate": 5, "kpi:disk": 0.5}})
+    disk = {"metric": "disk", "operator": ">=", "threshold": 10}
+    config = GateConfig.from_dict(
+        {"custom_gates": [disk], "score_weights": {"crash_free_rate": 5, "kpi:disk": 0.5}}
+    )
 
     assert config.to_dict()["score_weights"] == {"crash_free_rate": 5.0, "kpi:disk": 0.5}
     assert GateConfig.from_dict(config.to_dict()) == config
     assert GateConfig().to_dict()["score_weights"] == {}
-    assert hash(config) == hash(GateConfig())
-    assert config != GateConfig()
+    unweighted = GateConfig.from_dict({"custom_gates": [disk]})
+    assert hash(config) == hash(unweighted)
+    assert config != unweighted
+
+
+def test_a_weight_must_name_a_gate_of_the_plan():
+    with pytest.raises(ValueError, match=r"score_weights names no gate of this plan: latency_ms\. Gates: "):
+        GateConfig.from_dict({"score_weights": {"latency_ms": 2}})
+
+    custom = {"metric": "disk_free_pct", "operator": ">=", "threshold": 10}
+    config = GateConfig.from_dict(
+        {"custom_gates": [custom], "score_weights": {"kpi:disk_free_pct": 2, "crash_rate_vs_baseline": 1}}
+    )
+    assert config.score_weights == {"kpi:disk_free_pct": 2.0, "crash_rate_vs_baseline": 1.0}

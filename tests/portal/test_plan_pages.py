@@ -131,7 +131,10 @@ def test_a_plan_page_shows_its_health_score_weights(page_client, regional_plan):
     assert "Health score weights</dt><dd>Defaults" in client.get(page).content.decode()
 
     RolloutPlan.objects.filter(pk=regional_plan.pk).update(
-        gate_config={"score_weights": {"crash_free_rate": 5, "kpi:disk_free": 0.5}}
+        gate_config={
+            "custom_gates": [{"metric": "disk_free", "operator": ">=", "threshold": 10}],
+            "score_weights": {"crash_free_rate": 5, "kpi:disk_free": 0.5},
+        }
     )
 
     html = client.get(page).content.decode()

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rollouts.gates import GateConfig
 from rollouts.models import RolloutPlan
 from saferoll.core import roles
 from saferoll.core.models import AuditEvent
@@ -73,6 +74,15 @@ def test_it_creates_a_plan(release_manager):
             {"gate_config": {"score_weights": {"crash_free_rate": -2}}},
             {"gate_config": ["score_weights.crash_free_rate must not be negative."]},
         ),
+        (
+            {"gate_config": {"score_weights": {"kpi:disk_free": 1}}},
+            {
+                "gate_config": [
+                    "score_weights names no gate of this plan: kpi:disk_free. "
+                    f"Gates: {', '.join(sorted(GateConfig().gate_names()))}."
+                ]
+            },
+        ),
         # Text PostgreSQL's JSON cannot hold, and a gate window its evaluations could not compute.
         (
             {"stages": [{"ring": "pilot\x00"}]},
@@ -94,7 +104,9 @@ def test_it_rejects_a_plan_that_does_not_hold_together(release_manager, plan, ch
 
 
 def test_it_keeps_a_plans_health_score_weights(release_manager):
-    plan = {**NEW_PLAN, "gate_config": {"score_weights": {"median_latency_ms": 4, "kpi:disk_free": 0.5}}}
+    disk = {"metric": "disk_free", "operator": ">=", "threshold": 10}
+    gates = {"custom_gates": [disk], "score_weights": {"median_latency_ms": 4, "kpi:disk_free": 0.5}}
+    plan = {**NEW_PLAN, "gate_config": gates}
 
     response = release_manager.post("/api/plans", plan, format="json")
 
