@@ -25,6 +25,7 @@ from rollouts.waves import wave_minute, waves_sentence
 from telemetry.health import RingHealth
 from telemetry.selectors import (
     SeriesPoint,
+    baseline_devices,
     baseline_health,
     checked_on_version_since_targeted,
     health_since_targeted,
@@ -85,21 +86,33 @@ def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt
         .distinct()
     )
 
-    def previous_release(window_minutes: int) -> RingHealth:
+    version = rollout.release.version
+    devices = baseline_devices(
+        version=version,
+        sites=sites,
+        heard_within_minutes=config.unreachable_after_minutes,
+        min_devices=config.baseline_min_sample,
+        now=now,
+    )
+    expected = devices.count()
+
+    def previous_release(window_minutes: int, *, spread: bool) -> RingHealth:
         return baseline_health(
-            version=rollout.release.version,
-            sites=sites,
+            devices,
+            version=version,
+            expected_devices=expected,
             window_minutes=window_minutes,
-            heard_within_minutes=config.unreachable_after_minutes,
-            min_devices=config.baseline_min_sample,
             now=now,
+            spread=spread,
             metrics=custom_metric_names(config),
         )
 
     recent = config.baseline_window_minutes
+    # Only the last slice is compared device by device (rollouts.baseline); the window shows the
+    # figures a failing gate is set beside.
     return Baseline(
-        window=previous_release(config.window_minutes),
-        recent=previous_release(recent),
+        window=previous_release(config.window_minutes, spread=False),
+        recent=previous_release(recent, spread=True),
         ring_recent=rollout_ring_health(
             rollout, ring, config=config, now=now, window_minutes=recent, spread=True
         ),

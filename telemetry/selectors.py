@@ -189,22 +189,13 @@ def health_since_targeted(
     )
 
 
-def baseline_health(
-    *,
-    version: str,
-    sites: Iterable[str],
-    window_minutes: int,
-    heard_within_minutes: int,
-    min_devices: int,
-    now: dt.datetime,
-    metrics: Sequence[str] = (),
-) -> RingHealth:
-    """Health of the devices not on `version` over the window: the baseline a ring of that version
-    is compared with. Those of `sites` when they are at least `min_devices` (an outage at the
-    ring's sites then shows on both sides), else the whole fleet. Every such device heard from
-    within `heard_within_minutes` is expected to report, as a ring's activated devices are."""
-    start = _window_start(window_minutes, now)
-    checks = HealthCheck.objects.filter(received_at__gte=start, received_at__lte=now).exclude(version=version)
+def baseline_devices(
+    *, version: str, sites: Iterable[str], heard_within_minutes: int, min_devices: int, now: dt.datetime
+) -> QuerySet[Device]:
+    """The devices a ring of `version` is compared with: those not on it, heard from within
+    `heard_within_minutes` (so each is expected to report, as a ring's activated devices are),
+    at `sites` when they are at least `min_devices` there (an outage at the ring's sites then
+    shows on both sides), else across the fleet."""
     devices = Device.objects.filter(
         last_heartbeat__gte=now - dt.timedelta(minutes=heard_within_minutes)
     ).exclude(app_version=version)
@@ -212,17 +203,34 @@ def baseline_health(
     if sites:
         local_devices = devices.filter(site__in=sites)
         if local_devices.count() >= min_devices:
-            devices = local_devices
-    # Only devices still off the release: the old checks of a device that has installed it since
-    # are from earlier in the window, and an outside event that started meanwhile would read as
-    # the release's fault against them.
-    checks = checks.filter(device__in=devices)
+            return local_devices
+    return devices
+
+
+def baseline_health(
+    devices: QuerySet[Device],
+    *,
+    version: str,
+    expected_devices: int,
+    window_minutes: int,
+    now: dt.datetime,
+    spread: bool = False,
+    metrics: Sequence[str] = (),
+) -> RingHealth:
+    """Health of the baseline `devices` (baseline_devices) over the window, from their checks of
+    versions other than `version` (a device rolled back sent some of it). Only devices still off
+    the release: the old checks of a device that has installed it since are
+    from earlier in the window, and an outside event that started meanwhile would read as the
+    release's fault against them."""
+    checks = HealthCheck.objects.filter(
+        received_at__gte=_window_start(window_minutes, now), received_at__lte=now, device__in=devices
+    ).exclude(version=version)
     return _summarize(
         checks,
         ring="baseline",
         window_minutes=window_minutes,
-        expected_devices=devices.count(),
-        spread=True,
+        expected_devices=expected_devices,
+        spread=spread,
         metrics=metrics,
     )
 

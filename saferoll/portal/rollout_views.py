@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from rollouts.choices import TERMINAL_STATUSES, IncidentStatus, RolloutStatus
 from rollouts.fleet_release import current_for, current_releases, rollback_versions
-from rollouts.gates import Action, Decision, GateConfig, human_duration, is_custom_gate
+from rollouts.gates import COMPARISON_GATES, Action, Decision, GateConfig, human_duration, is_custom_gate
 from rollouts.models import Evaluation, Incident, Release, Rollout
 from rollouts.permissions import can_act, can_override_gates, override_refusal
 from rollouts.selectors import (
@@ -52,8 +52,6 @@ from saferoll.portal.views import AuthenticatedHttpRequest, back, paginate, read
 from telemetry.health import RingHealth
 from telemetry.selectors import SeriesPoint
 
-# The gates that compare the ring with the previous release (rollouts.gates) end with this.
-BASELINE_SUFFIX = "_vs_baseline"
 # Chart ranges the page offers (minutes); SPEC §4 asks for 10–60.
 SERIES_RANGES = (10, 30, 60)
 SERIES_DEFAULT = 30
@@ -460,7 +458,7 @@ def _gates(decision: Decision | None, config: GateConfig) -> list[dict[str, Any]
         custom = is_custom_gate(name)
         # A custom KPI nobody reported is not judged, whatever the sample.
         judged = (
-            enough or (name not in SAMPLE_GATES and not custom and not name.endswith(BASELINE_SUFFIX))
+            enough or (name not in SAMPLE_GATES and not custom and name not in COMPARISON_GATES)
         ) and gate.get("judged", True)
         if not judged or gate.get("excused"):
             tone = "neutral"

@@ -14,7 +14,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from rollouts.choices import RolloutStatus
-from rollouts.gates import CUSTOM_GATE_PREFIX, is_custom_gate
+from rollouts.gates import COMPARISON_GATES, CUSTOM_GATE_PREFIX, is_custom_gate
 from rollouts.permissions import can_act
 from saferoll.core import roles
 from saferoll.core.models import Alert, FleetState
@@ -123,7 +123,7 @@ def gate_value(value: Any, name: str) -> str:
         return kpi_number(value)
     if name in RATE_GATES:
         return pct(value)
-    if name.endswith("_vs_baseline"):
+    if name in COMPARISON_GATES:
         # The ring's figure as a multiple of the previous release's.
         return f"{float(value):.2f}×"
     if name.endswith("_ms"):
