@@ -2,7 +2,8 @@
 blast radius, and devices shown with their deployments."""
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
@@ -23,14 +24,30 @@ from rollouts.gates import (
 from rollouts.models import DeviceDeployment, Incident, Rollout
 from rollouts.waves import wave_minute, waves_sentence
 from telemetry.health import RingHealth
+from telemetry.rollups import Targeting
 from telemetry.selectors import (
     SeriesPoint,
     baseline_devices,
     baseline_health,
     checked_on_version_since_targeted,
-    health_since_targeted,
-    ring_series,
+    rollout_health,
+    rollout_series,
+    targeted_spread,
 )
+
+
+def newest_targetings(
+    devices: Collection[int], versions: Collection[str]
+) -> dict[tuple[int, str], Targeting]:
+    """For health rollups: each (device, version) pair's newest deployment by a rollout of that
+    version, as the rollout and stage it counts for. One query, served by the deployment's device
+    index; a device has a deployment or two per version at most."""
+    rows = (
+        DeviceDeployment.objects.filter(device_id__in=devices, rollout__release__version__in=versions)
+        .order_by("created_at", "id")
+        .values_list("device_id", "rollout__release__version", "rollout_id", "ring", "created_at")
+    )
+    return {(device, version): Targeting(rollout, stage, at) for device, version, rollout, stage, at in rows}
 
 
 def rollout_ring_health(
@@ -61,15 +78,23 @@ def rollout_ring_health(
         state=DeploymentState.ACTIVATED,
         activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
     ).count()
-    return health_since_targeted(
-        deployments,
-        ring=ring,
+    window_minutes = window_minutes or config.window_minutes
+    health = rollout_health(
+        rollout_id=rollout.pk,
+        stage=ring,
         version=rollout.release.version,
-        window_minutes=window_minutes or config.window_minutes,
+        window_minutes=window_minutes,
         expected_devices=expected,
         now=now,
-        spread=spread,
         metrics=custom_metric_names(config),
+    )
+    if not spread or not health.checks:
+        return health
+    return replace(
+        health,
+        spread=targeted_spread(
+            deployments, version=rollout.release.version, window_minutes=window_minutes, now=now
+        ),
     )
 
 
@@ -215,14 +240,12 @@ def rollout_health_series(
     """Per-minute health of the devices the rollout deployed in `ring` (every ring when None),
     from their checks of its version, with the custom metrics its gates name: the chart shows
     what the gates judge."""
-    deployments = DeviceDeployment.objects.filter(rollout=rollout)
-    if ring is not None:
-        deployments = deployments.filter(ring=ring)
-    return ring_series(
-        device_ids=deployments.values("device_id"),
+    return rollout_series(
+        rollout_id=rollout.pk,
+        stage=ring,
         version=rollout.release.version,
         minutes=minutes,
-        now=now,
+        now=now or timezone.now(),
         metrics=custom_metric_names(GateConfig.from_dict(rollout.gate_config)),
     )
 

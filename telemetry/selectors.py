@@ -1,16 +1,19 @@
-"""Health aggregation (000 §6.4): windows cut on the server's receive time.
+"""Health aggregation (000 §6.4): windows cut on the server's receive time, on whole minutes.
 
-PostgreSQL computes medians in the aggregate query itself (percentile_cont); SQLite, the embedded
-default, has no ordered-set aggregates, so there the median is read by offset into sorted values.
+Rings and rollout stages are read from the per-minute rollups (telemetry.rollups), whatever the
+number of checks. Raw checks are read for one device, for a rollout's baseline and for the
+per-device spread a baseline comparison needs. There PostgreSQL computes medians in the aggregate
+query itself (percentile_cont); SQLite, the embedded default, has no ordered-set aggregates, so
+the median is read by offset into sorted values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import statistics
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -24,17 +27,19 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Sum,
     Value,
     Variance,
     When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, TruncMinute
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from devices.models import Device
 from telemetry.health import DeviceSpread, RingHealth
-from telemetry.models import HealthCheck
+from telemetry.models import HealthCheck, HealthGroup, HealthMinute, HealthMinuteMetric, HealthMinuteValue
+from telemetry.rollups import minute_of
 
 
 class Median(Aggregate):
@@ -49,8 +54,11 @@ def _has_median() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _window_start(window_minutes: int, now: dt.datetime | None = None) -> dt.datetime:
-    return (now or timezone.now()) - dt.timedelta(minutes=window_minutes)
+def window_start(window_minutes: int, now: dt.datetime) -> dt.datetime:
+    """Where a window of `window_minutes` ending at `now` starts: on the whole minute that holds
+    the moment `window_minutes` before now, because the rollups sum checks by minute. A window
+    therefore covers between `window_minutes` and one minute more, the same for every reader."""
+    return minute_of(now - dt.timedelta(minutes=window_minutes))
 
 
 def _metric_aggregates(names: Sequence[str]) -> dict[str, Avg]:
@@ -158,35 +166,47 @@ def _median(checks: QuerySet[HealthCheck], field: str, count: int) -> float:
     return (low + high) / 2
 
 
-def health_since_targeted(
-    targetings: QuerySet,
+def rollout_health(
     *,
-    ring: str,
+    rollout_id: int,
+    stage: str,
     version: str,
     window_minutes: int,
     expected_devices: int,
     now: dt.datetime,
-    spread: bool = False,
     metrics: Sequence[str] = (),
 ) -> RingHealth:
-    """Health from the checks of `version` each device sent after it was targeted: `targetings`
-    are rows with a `device_id` and the `created_at` of the targeting (a rollout's deployments).
-    Checks from before, of the same version (an earlier attempt), are not counted. `metrics`: the
-    custom metrics to average."""
+    """Health of a rollout's stage from the rollups: the checks of `version` its devices sent after
+    the stage targeted them (telemetry.rollups sums each check under the stage that had brought
+    the device that version), with the means of the custom `metrics`."""
+    groups = _group_ids(rollout_id=rollout_id, stage=stage, version=version)
+    return _rollup_health(
+        groups,
+        ring=stage,
+        window_minutes=window_minutes,
+        now=now,
+        expected_devices=expected_devices,
+        metrics=metrics,
+        devices_column="devices",
+    )
+
+
+def targeted_spread(
+    targetings: QuerySet, *, version: str, window_minutes: int, now: dt.datetime
+) -> DeviceSpread:
+    """The per-device statistics of the checks of `version` each device sent after it was
+    targeted (`targetings`: rows with a `device_id` and the `created_at` of the targeting), read
+    from the raw checks of the window."""
     targeted_before_check = targetings.filter(
         device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
     )
     checks = HealthCheck.objects.filter(
-        Exists(targeted_before_check), version=version, received_at__gte=_window_start(window_minutes, now)
+        Exists(targeted_before_check),
+        version=version,
+        received_at__gte=window_start(window_minutes, now),
+        received_at__lte=now,
     )
-    return _summarize(
-        checks,
-        ring=ring,
-        window_minutes=window_minutes,
-        expected_devices=expected_devices,
-        spread=spread,
-        metrics=metrics,
-    )
+    return _spread(checks)
 
 
 def baseline_devices(
@@ -223,7 +243,7 @@ def baseline_health(
     from earlier in the window, and an outside event that started meanwhile would read as the
     release's fault against them."""
     checks = HealthCheck.objects.filter(
-        received_at__gte=_window_start(window_minutes, now), received_at__lte=now, device__in=devices
+        received_at__gte=window_start(window_minutes, now), received_at__lte=now, device__in=devices
     ).exclude(version=version)
     return _summarize(
         checks,
@@ -252,7 +272,7 @@ def device_health(
 ) -> RingHealth:
     """One device's health over the window, summarized like a ring's (under the device's ring)."""
     checks = HealthCheck.objects.filter(
-        device=device, received_at__gte=_window_start(window_minutes, now), received_at__lte=now
+        device=device, received_at__gte=window_start(window_minutes, now), received_at__lte=now
     )
     return _summarize(checks, ring=device.ring, window_minutes=window_minutes, metrics=metrics)
 
@@ -280,7 +300,7 @@ def critically_unhealthy_devices(
     """(devices that reported in the window, those among them whose mean crash-free rate or boot
     success share is below the critical line), each device judged on its own checks."""
     per_device = (
-        HealthCheck.objects.filter(received_at__gte=_window_start(window_minutes, now))
+        HealthCheck.objects.filter(received_at__gte=window_start(window_minutes, now))
         .values("device_id")
         .annotate(
             crash_free=Avg("crash_free"),
@@ -307,22 +327,26 @@ def ring_health(
     now: dt.datetime | None = None,
     metrics: Sequence[str] = (),
 ) -> RingHealth:
-    """Health of every device of a ring (optionally only checks reporting `version`).
+    """Health of every device of a ring (optionally only checks reporting `version`), from the
+    rollups.
 
     Every device of the ring (running `version`, when given) is expected to report, so a ring
     that goes silent shows a falling reporting rate instead of fewer, healthier-looking checks."""
     now = now or timezone.now()
-    # Served by the (ring, received_at) index. The upper bound keeps a window asked for at an
-    # explicit `now` from seeing checks that arrived later.
-    checks = HealthCheck.objects.filter(
-        ring=ring, received_at__gte=_window_start(window_minutes, now), received_at__lte=now
-    )
     devices = Device.objects.filter(ring=ring)
+    groups = HealthGroup.objects.filter(ring=ring)
     if version:
-        checks = checks.filter(version=version)
         devices = devices.filter(app_version=version)
-    return _summarize(
-        checks, ring=ring, window_minutes=window_minutes, expected_devices=devices.count(), metrics=metrics
+        groups = groups.filter(version=version)
+    return _rollup_health(
+        list(groups.values_list("id", flat=True)),
+        ring=ring,
+        window_minutes=window_minutes,
+        now=now,
+        expected_devices=devices.count(),
+        metrics=metrics,
+        # Without a version a device is counted once in its ring, whichever versions it reported.
+        devices_column="devices" if version else "ring_devices",
     )
 
 
@@ -343,88 +367,210 @@ class SeriesPoint:
         return asdict(self)
 
 
-class _MinuteRow(TypedDict):
-    """One minute of ring_series' aggregate query."""
-
-    bucket: dt.datetime
-    devices: int
-    checks: int
-    crash_free: float | None
-    booted: int
-    # In the query on PostgreSQL; elsewhere added afterwards from the minute's latencies.
-    latency: NotRequired[float | None]
-
-
 def ring_series(
     *,
-    ring: str | None = None,
-    device_ids: Iterable[int] | QuerySet | None = None,
+    ring: str,
     version: str | None = None,
     minutes: int = 30,
     now: dt.datetime | None = None,
     metrics: Sequence[str] = (),
 ) -> list[SeriesPoint]:
-    """Per-minute health over the last `minutes` minutes, oldest first, one point per minute
-    (the current, partial minute included), minutes without checks carrying None figures; with
-    the per-minute means of the custom `metrics`.
-
-    `device_ids` are Device primary keys (a list or a subquery such as a rollout's deployments'
-    `device_id` values), so a rollout can chart exactly its own devices."""
-    now = now or timezone.now()
-    last_minute = now.replace(second=0, microsecond=0)
-    first_minute = last_minute - dt.timedelta(minutes=minutes - 1)
-    checks = HealthCheck.objects.filter(received_at__gte=first_minute, received_at__lte=now)
-    if ring is not None:
-        checks = checks.filter(ring=ring)
-    if device_ids is not None:
-        checks = checks.filter(device_id__in=device_ids)
+    """Per-minute health of a ring (optionally only checks reporting `version`) over the last
+    `minutes` minutes, oldest first, one point per minute (the current, partial minute included),
+    minutes without checks carrying None figures; with the per-minute means of the custom `metrics`."""
+    groups = HealthGroup.objects.filter(ring=ring)
     if version:
-        checks = checks.filter(version=version)
+        groups = groups.filter(version=version)
+    return _rollup_series(
+        list(groups.values_list("id", flat=True)),
+        minutes=minutes,
+        now=now or timezone.now(),
+        metrics=metrics,
+        devices_column="minute_devices" if version else "minute_ring_devices",
+    )
 
-    buckets = checks.annotate(bucket=TruncMinute("received_at")).values("bucket")
-    aggregates: dict[str, Any] = {
-        "devices": Count("device_id", distinct=True),
-        "checks": Count("id"),
-        "crash_free": Avg("crash_free"),
-        "booted": Count("id", filter=Q(boot_ok=True)),
-        **_metric_aggregates(metrics),
+
+def rollout_series(
+    *,
+    rollout_id: int,
+    stage: str | None,
+    version: str,
+    minutes: int,
+    now: dt.datetime,
+    metrics: Sequence[str] = (),
+) -> list[SeriesPoint]:
+    """Per-minute health of the checks of `version` a rollout's devices sent after it targeted
+    them, in one stage (every stage when None): what its gates judge, minute by minute."""
+    groups = HealthGroup.objects.filter(rollout_id=rollout_id, version=version)
+    if stage is not None:
+        groups = groups.filter(stage=stage)
+    return _rollup_series(
+        list(groups.values_list("id", flat=True)),
+        minutes=minutes,
+        now=now,
+        metrics=metrics,
+        devices_column="minute_devices",
+    )
+
+
+# --- reading the rollups ----------------------------------------------------------------------
+# Group ids are read first (a small table) and the minutes by `group_id IN (…) AND minute …`, which
+# the (group, minute) unique indexes serve whatever the planner's statistics say.
+
+
+def _group_ids(**filters: Any) -> list[int]:
+    return list(HealthGroup.objects.filter(**filters).values_list("id", flat=True))
+
+
+def _rollup_health(
+    groups: list[int],
+    *,
+    ring: str,
+    window_minutes: int,
+    now: dt.datetime,
+    expected_devices: int | None,
+    metrics: Sequence[str],
+    devices_column: str,
+) -> RingHealth:
+    """A window's health summed from the rollups of `groups`: three small queries (the minutes'
+    sums, the value counts behind the medians, the custom metrics when asked for)."""
+    empty = RingHealth(ring=ring, window_minutes=window_minutes, expected_devices=expected_devices)
+    if not groups:
+        return empty
+    start = window_start(window_minutes, now)
+    totals = HealthMinute.objects.filter(group_id__in=groups, minute__gte=start, minute__lte=now).aggregate(
+        devices=Sum(devices_column),
+        checks=Sum("checks"),
+        crash_free=Sum("crash_free_sum"),
+        booted=Sum("booted"),
+        availability=Sum("availability_sum"),
+        with_availability=Sum("availability_count"),
+        dropped=Sum("dropped_sum"),
+        with_dropped=Sum("dropped_count"),
+    )
+    checks = totals["checks"]
+    if not checks:
+        return empty
+    counts = _value_counts(groups, start=start, now=now)
+    return RingHealth(
+        ring=ring,
+        total_devices=totals["devices"],
+        crash_free_rate=totals["crash_free"] / checks,
+        boot_success_rate=totals["booted"] / checks,
+        median_latency_ms=_median_of(counts[HealthMinuteValue.Measure.LATENCY]) or 0,
+        window_minutes=window_minutes,
+        expected_devices=expected_devices,
+        checks=checks,
+        availability=_mean(totals["availability"], totals["with_availability"]),
+        event_lag_ms=_median_of(counts[HealthMinuteValue.Measure.EVENT_LAG]),
+        dropped_events=_mean(totals["dropped"], totals["with_dropped"]),
+        metrics=_rollup_metric_means(groups, start=start, now=now, names=metrics),
+    )
+
+
+def _mean(total: float | None, count: int | None) -> float | None:
+    return total / count if count and total is not None else None
+
+
+def _value_counts(
+    groups: list[int], *, start: dt.datetime, now: dt.datetime
+) -> dict[str, list[tuple[int, int]]]:
+    """Each measure's (value, number of checks) pairs over the window, in value order."""
+    rows = (
+        HealthMinuteValue.objects.filter(group_id__in=groups, minute__gte=start, minute__lte=now)
+        .values_list("measure", "value")
+        .annotate(checks=Sum("count"))
+        .order_by("measure", "value")
+    )
+    counts: dict[str, list[tuple[int, int]]] = {measure: [] for measure in HealthMinuteValue.Measure.values}
+    for measure, value, checks in rows:
+        counts[measure].append((value, checks))
+    return counts
+
+
+def _median_of(counts: Sequence[tuple[int, int]]) -> float | None:
+    """The continuous median (PostgreSQL's percentile_cont(0.5)) of values given with their counts
+    in value order: the middle value, or the mean of the two middle ones; None without values."""
+    total = sum(count for _, count in counts)
+    if not total:
+        return None
+    lower_rank, upper_rank = (total - 1) // 2, total // 2
+    seen, lower = 0, 0
+    for value, count in counts:
+        if seen <= lower_rank < seen + count:
+            lower = value
+        seen += count
+        if seen > upper_rank:
+            return (lower + value) / 2
+    raise AssertionError("the counts add up to their total")
+
+
+def _rollup_metric_means(
+    groups: list[int], *, start: dt.datetime, now: dt.datetime, names: Sequence[str]
+) -> dict[str, float]:
+    """The window mean of each custom metric in `names` that some check carried."""
+    if not names:
+        return {}
+    rows = (
+        HealthMinuteMetric.objects.filter(
+            group_id__in=groups, minute__gte=start, minute__lte=now, name__in=names
+        )
+        .values_list("name")
+        .annotate(total=Sum("total"), checks=Sum("count"))
+    )
+    return {name: total / checks for name, total, checks in rows if checks}
+
+
+def _rollup_series(
+    groups: list[int], *, minutes: int, now: dt.datetime, metrics: Sequence[str], devices_column: str
+) -> list[SeriesPoint]:
+    last_minute = minute_of(now)
+    first_minute = last_minute - dt.timedelta(minutes=minutes - 1)
+    in_range = {"group_id__in": groups, "minute__gte": first_minute, "minute__lte": now}
+    rows = {
+        row["minute"]: row
+        for row in HealthMinute.objects.filter(**in_range)
+        .values("minute")
+        .annotate(
+            devices=Sum(devices_column),
+            checks=Sum("checks"),
+            crash_free=Sum("crash_free_sum"),
+            booted=Sum("booted"),
+        )
+        .order_by()
     }
-    if _has_median():
-        aggregates["latency"] = Median("checkin_latency_ms")
-    # order_by() clears the model's default ordering, which must not leak into GROUP BY.
-    # The stubs type the rows by .values("bucket") alone: they cannot see the **aggregates.
-    per_minute = cast("QuerySet[HealthCheck, _MinuteRow]", buckets.annotate(**aggregates).order_by())
-    rows = {row["bucket"]: row for row in per_minute}
-    if rows and not _has_median():
-        for bucket, latencies in _latencies_by_minute(checks).items():
-            if bucket in rows:
-                rows[bucket]["latency"] = statistics.median(latencies)
-
+    latencies: dict[dt.datetime, list[tuple[int, int]]] = defaultdict(list)
+    for minute, value, checks in (
+        HealthMinuteValue.objects.filter(**in_range, measure=HealthMinuteValue.Measure.LATENCY)
+        .values_list("minute", "value")
+        .annotate(checks=Sum("count"))
+        .order_by("minute", "value")
+    ):
+        latencies[minute].append((value, checks))
+    means: dict[dt.datetime, dict[str, float]] = defaultdict(dict)
+    if metrics:
+        for minute, name, total, checks in (
+            HealthMinuteMetric.objects.filter(**in_range, name__in=metrics)
+            .values_list("minute", "name")
+            .annotate(total=Sum("total"), checks=Sum("count"))
+        ):
+            if checks:
+                means[minute][name] = total / checks
     points = []
     for offset in range(minutes):
         minute = first_minute + dt.timedelta(minutes=offset)
         row = rows.get(minute)
-        if row is None:
+        if row is None or not row["checks"]:
             points.append(SeriesPoint(minute=minute))
             continue
         points.append(
             SeriesPoint(
                 minute=minute,
                 total_devices=row["devices"],
-                crash_free_rate=row["crash_free"],
+                crash_free_rate=row["crash_free"] / row["checks"],
                 boot_success_rate=row["booted"] / row["checks"],
-                median_latency_ms=row["latency"],
-                metrics=_metric_means(cast("dict[str, Any]", row), metrics),
+                median_latency_ms=_median_of(latencies[minute]),
+                metrics=means[minute],
             )
         )
     return points
-
-
-def _latencies_by_minute(checks: QuerySet[HealthCheck]) -> dict[dt.datetime, list[int]]:
-    """SQLite's path: the embedded default serves small fleets, so the values are read once and
-    the medians computed here."""
-    by_minute: dict[dt.datetime, list[int]] = {}
-    values = checks.annotate(bucket=TruncMinute("received_at")).values_list("bucket", "checkin_latency_ms")
-    for bucket, latency in values.order_by():
-        by_minute.setdefault(bucket, []).append(latency)
-    return by_minute

@@ -23,22 +23,10 @@ from devices.choices import DeviceStatus
 from devices.models import Device
 from telemetry import metrics
 from telemetry.models import HealthCheck
+from telemetry.rollups import CheckRow, rollups_record
 
 # Columns a check is written with, in COPY order (everything but the id).
-_COLUMNS = (
-    "device",
-    "ring",
-    "version",
-    "boot_ok",
-    "crash_free",
-    "checkin_latency_ms",
-    "availability",
-    "event_lag_ms",
-    "dropped_events",
-    "metrics",
-    "device_time",
-    "received_at",
-)
+_COLUMNS = CheckRow._fields
 _METRICS_AT = _COLUMNS.index("metrics")
 
 
@@ -73,8 +61,11 @@ def health_ingest(*, device: Device, report: HealthReport, now: dt.datetime | No
     its heartbeat, status or version need a write is decided from it, so the common case (a
     recent heartbeat, same version, online) costs no query beyond the insert."""
     now = now or timezone.now()
+    row = _row(device, report, now)
     with transaction.atomic():
-        stored = _insert_one(_row(device, report, now))
+        stored = _insert_one(row)
+        if stored:
+            rollups_record([row])
         _refresh_devices([(device, report)], now=now)
     metrics.record_ingested(accepted=int(stored), duplicates=int(not stored))
     return stored
@@ -91,18 +82,19 @@ def health_ingest_batch(
         return BatchResult(accepted=0, duplicates=0)
     rows = [_row(device, report, now) for device, report in checks]
     with transaction.atomic():
-        accepted = _copy_insert(rows) if connection.vendor == "postgresql" else _bulk_insert(rows)
+        stored = _copy_insert(rows) if connection.vendor == "postgresql" else _bulk_insert(rows)
+        rollups_record(stored)
         # Last, so the device row locks are held for as short a time as possible.
         _refresh_devices(checks, now=now)
-    result = BatchResult(accepted=accepted, duplicates=len(rows) - accepted)
+    result = BatchResult(accepted=len(stored), duplicates=len(rows) - len(stored))
     metrics.record_ingested(accepted=result.accepted, duplicates=result.duplicates)
     return result
 
 
-def _row(device: Device, report: HealthReport, now: dt.datetime) -> tuple:
+def _row(device: Device, report: HealthReport, now: dt.datetime) -> CheckRow:
     """A check's column values in _COLUMNS order. Plain tuples, not model instances: building
     a thousand Django models costs more than the COPY that writes them."""
-    return (
+    return CheckRow(
         device.pk,
         # The server is authoritative on rings: the ring a device claims is not stored.
         device.ring,
@@ -145,10 +137,10 @@ def _insert_one(row: tuple) -> bool:
         return cursor.rowcount == 1
 
 
-def _copy_insert(rows: list[tuple]) -> int:
+def _copy_insert(rows: list[CheckRow]) -> list[CheckRow]:
     """PostgreSQL: COPY the rows into a temporary staging table, then move them over with
     INSERT ... SELECT ... ON CONFLICT DO NOTHING. COPY is several times faster than a multi-row
-    INSERT, and the INSERT's row count says how many were new."""
+    INSERT, and the keys the INSERT returns say which rows were new: those it returns."""
     fields = _fields()
     quote = connection.ops.quote_name
     table = quote(HealthCheck._meta.db_table)
@@ -165,11 +157,18 @@ def _copy_insert(rows: list[tuple]) -> int:
             for row in rows:
                 copy.write_row(_copy_row(row))
         cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT DO NOTHING"
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT DO NOTHING "
+            f"RETURNING {quote('device_id')}, {quote('device_time')}"
         )
-        inserted = cursor.rowcount
+        inserted = set(cursor.fetchall())
         cursor.execute(f"DROP TABLE {staging}")
-    return inserted
+    # A check repeated within the batch was stored once, from its first row.
+    stored: dict[tuple[int, dt.datetime], CheckRow] = {}
+    for row in rows:
+        key = (row.device, row.device_time)
+        if key in inserted:
+            stored.setdefault(key, row)
+    return list(stored.values())
 
 
 def _copy_row(row: tuple) -> tuple:
@@ -180,27 +179,25 @@ def _copy_row(row: tuple) -> tuple:
     return (*row[:_METRICS_AT], text, *row[_METRICS_AT + 1 :])
 
 
-def _bulk_insert(rows: list[tuple]) -> int:
+def _bulk_insert(rows: list[CheckRow]) -> list[CheckRow]:
     """SQLite (the embedded default): bulk_create, which cannot say how many rows were new, so
     duplicates are found first. SQLite has a single writer and transactions take the write lock
     at BEGIN (settings: IMMEDIATE), so nothing can slip in between the read and the insert."""
-    device_at = _COLUMNS.index("device")
-    time_at = _COLUMNS.index("device_time")
     stored = set(
         HealthCheck.objects.filter(
-            device_id__in={row[device_at] for row in rows},
-            device_time__in={row[time_at] for row in rows},
+            device_id__in={row.device for row in rows},
+            device_time__in={row.device_time for row in rows},
         ).values_list("device_id", "device_time")
     )
-    fresh: dict[tuple[int, dt.datetime], tuple] = {}
+    fresh: dict[tuple[int, dt.datetime], CheckRow] = {}
     for row in rows:
-        key = (row[device_at], row[time_at])
+        key = (row.device, row.device_time)
         if key not in stored:
             fresh.setdefault(key, row)
     HealthCheck.objects.bulk_create(
         [_as_model(row) for row in fresh.values()], ignore_conflicts=True, batch_size=500
     )
-    return len(fresh)
+    return list(fresh.values())
 
 
 def _refresh_devices(checks: Sequence[tuple[Device, HealthReport]], *, now: dt.datetime) -> None:

@@ -5,6 +5,7 @@ import datetime as dt
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.utils import timezone
 
 from devices.choices import DeviceStatus
@@ -14,6 +15,7 @@ from rollouts.gates import GateConfig
 from rollouts.models import DeviceDeployment, Evaluation, Incident, Release, Rollout, RolloutPlan
 from saferoll.core import roles
 from telemetry.models import HealthCheck
+from telemetry.rollups import CheckRow, rollups_record
 
 DEMO_STAGES = [
     {"ring": "pilot", "bake_minutes": 0, "auto_advance": False},
@@ -153,3 +155,12 @@ class HealthCheckFactory(factory.django.DjangoModelFactory):
     checkin_latency_ms = 50
     received_at = factory.LazyFunction(timezone.now)
     device_time = factory.LazyAttribute(lambda o: o.received_at - dt.timedelta(milliseconds=10))
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # Summed into the rollups like a check that came through ingestion (what every reader of
+        # ring health reads), without ingestion's heartbeat refresh of the device.
+        with transaction.atomic():
+            check = super()._create(model_class, *args, **kwargs)
+            rollups_record([CheckRow.of(check)])
+        return check

@@ -14,6 +14,7 @@ from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import AlertLevel, FleetState
 from telemetry.models import HealthCheck
+from telemetry.rollups import rollups_rebuild
 from tests.portal.conftest import report_healthy
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -267,6 +268,7 @@ def demo_data(make_user) -> Rollout:
                 )
             )
     HealthCheck.objects.bulk_create(checks)
+    rollups_rebuild()
     DeviceDeployment.objects.filter(rollout=live).update(
         state="activated", activated_at=now - dt.timedelta(minutes=31)
     )

@@ -18,6 +18,7 @@ from saferoll.core import roles
 from saferoll.core.alerts import alert_raise
 from saferoll.core.models import Alert, AlertLevel, AuditEvent, FleetState
 from telemetry.models import HealthCheck
+from telemetry.rollups import rollups_rebuild
 from tests.factories import DeviceFactory, HealthCheckFactory, IncidentFactory, ReleaseFactory
 from tests.portal.conftest import fast_plan, report_healthy
 
@@ -619,6 +620,7 @@ def test_it_says_the_bake_starts_when_enough_devices_run_the_release(page_client
     rollout = _baking_rollout(rollout_factory)
     DeviceDeployment.objects.filter(rollout=rollout, ring="ring_5").update(state="pending")
     HealthCheck.objects.filter(version=rollout.release.version, ring="ring_5").delete()
+    rollups_rebuild()
     html = (
         page_client(roles.OPERATOR)
         .get(reverse("portal:rollout-detail", args=[rollout.rollout_id]))

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rollouts.choices import DeploymentState
 from rollouts.models import DeviceDeployment, Rollout
 from telemetry.models import HealthCheck
+from telemetry.rollups import rollups_rebuild
 from tests.factories import HealthCheckFactory
 
 
@@ -52,3 +53,4 @@ def report(
 def age_out_checks(*, older_by: dt.timedelta = dt.timedelta(hours=1)) -> None:
     """Move every stored health check out of the gate window, as time passing would."""
     HealthCheck.objects.update(received_at=timezone.now() - older_by)
+    rollups_rebuild()

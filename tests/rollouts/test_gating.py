@@ -14,6 +14,7 @@ from rollouts.services import lifecycle, plans
 from saferoll.core import roles
 from saferoll.core.models import AuditEvent
 from telemetry.models import HealthCheck
+from telemetry.rollups import rollups_rebuild
 from tests.conftest import client_for
 from tests.factories import (
     DeviceFactory,
@@ -120,6 +121,7 @@ def test_it_counts_unreachable_and_incompatible_devices_apart(release_manager, p
         state=DeploymentState.PENDING
     )
     HealthCheck.objects.filter(device_id__in=silent).delete()
+    rollups_rebuild()
     Device.objects.filter(pk__in=silent).update(last_heartbeat=timezone.now() - dt.timedelta(hours=2))
 
     body = release_manager.get(f"/api/rollouts/{rollout.rollout_id}/should_promote").json()

@@ -77,16 +77,24 @@ def test_it_stores_a_retried_check_once_and_still_answers_ok():
     assert HealthCheck.objects.count() == 1
 
 
-def test_it_writes_a_check_with_one_insert_and_leaves_a_fresh_device_alone():
+def test_it_writes_a_check_and_its_rollup_and_leaves_a_fresh_device_alone():
     device = DeviceFactory(app_version="v2.1", status=DeviceStatus.ONLINE, last_heartbeat=timezone.now())
+    device_client(device).post(URL, check(device.device_id, timestamp="2025-11-18T10:00:00Z"), format="json")
 
     with CaptureQueriesContext(connection) as queries:
         response = device_client(device).post(URL, check(device.device_id), format="json")
 
     assert response.status_code == 200
     writes = [q["sql"] for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
-    assert len(writes) == 1
-    assert 'INTO "telemetry_healthcheck"' in writes[0]
+    tables = [sql.split('"')[1] for sql in writes]
+    # One insert of the check; the rest are the rollup's upserts (no device row is written).
+    assert tables.count("telemetry_healthcheck") == 1
+    assert set(tables) <= {
+        "telemetry_healthcheck",
+        "telemetry_healthminute",
+        "telemetry_healthminutevalue",
+        "telemetry_devicecheckstate",
+    }
 
 
 def test_it_refreshes_a_stale_heartbeat_brings_the_device_online_and_records_its_version():

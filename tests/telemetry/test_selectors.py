@@ -103,17 +103,6 @@ def test_it_aggregates_each_minute_on_its_own():
     assert points[NOW - dt.timedelta(minutes=2)].crash_free_rate is None
 
 
-def test_it_charts_only_the_devices_asked_for():
-    mine, other = DeviceFactory(ring="ring_5"), DeviceFactory(ring="ring_25")
-    HealthCheckFactory(device=mine, crash_free=0.99, received_at=received(1))
-    HealthCheckFactory(device=other, crash_free=0.5, received_at=received(1))
-
-    points = ring_series(device_ids=[mine.pk], minutes=10, now=NOW)
-
-    charted = [point for point in points if point.total_devices]
-    assert [(point.total_devices, point.crash_free_rate) for point in charted] == [(1, 0.99)]
-
-
 def test_it_charts_only_the_version_asked_for():
     HealthCheckFactory(version="v2.1", crash_free=0.99, received_at=received(1))
     HealthCheckFactory(version="v2.0", crash_free=0.5, received_at=received(1))
