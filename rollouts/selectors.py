@@ -3,7 +3,7 @@ blast radius, and devices shown with their deployments."""
 
 import datetime as dt
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Subquery
@@ -27,12 +27,12 @@ from telemetry.health import RingHealth
 from telemetry.rollups import Targeting
 from telemetry.selectors import (
     SeriesPoint,
-    baseline_devices,
     baseline_health,
     checked_on_version_since_targeted,
+    previous_release_health,
     rollout_health,
     rollout_series,
-    targeted_spread,
+    site_baseline_devices,
 )
 
 
@@ -78,50 +78,47 @@ def rollout_ring_health(
         state=DeploymentState.ACTIVATED,
         activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
     ).count()
-    window_minutes = window_minutes or config.window_minutes
-    health = rollout_health(
+    return rollout_health(
         rollout_id=rollout.pk,
         stage=ring,
         version=rollout.release.version,
-        window_minutes=window_minutes,
+        window_minutes=window_minutes or config.window_minutes,
         expected_devices=expected,
         now=now,
+        spread=spread,
         metrics=custom_metric_names(config),
     )
-    if not spread or not health.checks:
-        return health
-    return replace(
-        health,
-        spread=targeted_spread(
-            deployments, version=rollout.release.version, window_minutes=window_minutes, now=now
-        ),
-    )
+
+
+# A stage of more devices than this spans most sites of a fleet whose sites mix rings: it is compared
+# with every device of the fleet off the release, read from the rollups. A smaller stage (a pilot at
+# a few hospitals) is compared with the devices at its own sites, so that an outage at one of them
+# shows on both sides; those are read from their raw checks, so only while they are few.
+SITE_BASELINE_MAX_STAGE = 5_000
+SITE_BASELINE_MAX_DEVICES = 20_000
 
 
 def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime) -> Baseline | None:
-    """The devices still on the previous release, at the sites of the stage's devices where there
-    are enough of them, over the plan's window and over its last `baseline_window_minutes` (with
-    the ring over that slice); None when the plan compares nothing."""
+    """The devices still on the previous release (at the stage's sites for a small stage, see
+    SITE_BASELINE_MAX_STAGE), over the plan's window and over its last `baseline_window_minutes`
+    (with the ring over that slice); None when the plan compares nothing."""
     if not config.baseline_comparison:
         return None
-    sites = list(
-        DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
-        .order_by()
-        .values_list("device__site", flat=True)
-        .distinct()
-    )
-
     version = rollout.release.version
-    devices = baseline_devices(
-        version=version,
-        sites=sites,
-        heard_within_minutes=config.unreachable_after_minutes,
-        min_devices=config.baseline_min_sample,
-        now=now,
-    )
-    expected = devices.count()
+    metrics = custom_metric_names(config)
+    local = _site_baseline(rollout, ring, config=config, now=now)
 
     def previous_release(window_minutes: int, *, spread: bool) -> RingHealth:
+        if local is None:
+            return previous_release_health(
+                version=version,
+                heard_within_minutes=config.unreachable_after_minutes,
+                window_minutes=window_minutes,
+                now=now,
+                spread=spread,
+                metrics=metrics,
+            )
+        devices, expected = local
         return baseline_health(
             devices,
             version=version,
@@ -129,7 +126,7 @@ def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt
             window_minutes=window_minutes,
             now=now,
             spread=spread,
-            metrics=custom_metric_names(config),
+            metrics=metrics,
         )
 
     recent = config.baseline_window_minutes
@@ -142,6 +139,29 @@ def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt
             rollout, ring, config=config, now=now, window_minutes=recent, spread=True
         ),
     )
+
+
+def _site_baseline(
+    rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime
+) -> tuple[QuerySet[Device], int] | None:
+    """The baseline devices at the sites of a small stage and how many they are, when at least
+    `baseline_min_sample` and at most SITE_BASELINE_MAX_DEVICES of them were heard from; None: the
+    fleet's baseline."""
+    deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
+    # Counted no further than the limit: a large stage costs no more than a small one here.
+    if deployments[: SITE_BASELINE_MAX_STAGE + 1].count() > SITE_BASELINE_MAX_STAGE:
+        return None
+    sites = list(deployments.order_by().values_list("device__site", flat=True).distinct())
+    devices = site_baseline_devices(
+        version=rollout.release.version,
+        sites=sites,
+        heard_within_minutes=config.unreachable_after_minutes,
+        now=now,
+    )
+    count = devices.count()
+    if not config.baseline_min_sample <= count <= SITE_BASELINE_MAX_DEVICES:
+        return None
+    return devices, count
 
 
 def rollout_signals(

@@ -92,6 +92,12 @@ class HealthMinute(models.Model):
     # devices with a check in this group in this minute, and in this ring in this minute (charts).
     minute_devices = models.IntegerField(default=0)
     minute_ring_devices = models.IntegerField(default=0)
+    # Over the devices of the minute, each device's mean crash rate and latency over its own checks
+    # of the minute: their sums and sums of squares, for the spread a baseline comparison reads.
+    device_crash_rate_sum = models.FloatField(default=0)
+    device_crash_rate_squares = models.FloatField(default=0)
+    device_latency_sum = models.FloatField(default=0)
+    device_latency_squares = models.FloatField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "minute"], name="unique_health_minute")]
@@ -147,14 +153,18 @@ class HealthMinuteMetric(models.Model):
 
 
 class DeviceCheckState(models.Model):
-    """A device's newest stored check: when, and under which group. Each new check moves the
-    device's count in the rollups from that minute to its own, in the same transaction."""
+    """A device's newest stored check: when, under which group, and its checks of that minute so
+    far. Each new check moves the device's counts and its means of the minute in the rollups, in
+    the same transaction."""
 
     device = models.OneToOneField(
         Device, on_delete=models.CASCADE, primary_key=True, related_name="check_state"
     )
     group = models.ForeignKey(HealthGroup, on_delete=models.CASCADE, related_name="+")
     last_check_at = models.DateTimeField()
+    minute_checks = models.PositiveIntegerField(default=0)
+    minute_crash_free_sum = models.FloatField(default=0)
+    minute_latency_sum = models.FloatField(default=0)
 
     def __str__(self) -> str:
         return f"{self.device_id}: {self.group} @ {self.last_check_at:%H:%M:%S}"

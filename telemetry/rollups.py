@@ -12,6 +12,10 @@ is kept (models.DeviceCheckState) and a device is counted once, at the minute of
 in a group: a new check moves it from that minute to its own. The state holds one group per
 device, so a device that leaves a group and comes back within one window counts twice there (a
 release rolled back and rolled out again within minutes).
+
+The state also holds the device's checks of its newest minute so far, so each minute carries the
+sums and sums of squares of its devices' own means (crash rate, latency): the spread across
+devices that the baseline comparison tests, without reading a check twice.
 """
 
 from __future__ import annotations
@@ -107,6 +111,10 @@ class _MinuteSums:
     ring_devices: int = 0
     minute_devices: int = 0
     minute_ring_devices: int = 0
+    device_crash_rate_sum: float = 0.0
+    device_crash_rate_squares: float = 0.0
+    device_latency_sum: float = 0.0
+    device_latency_squares: float = 0.0
 
     def add(self, row: CheckRow) -> None:
         self.checks += 1
@@ -119,14 +127,48 @@ class _MinuteSums:
             self.dropped_sum += row.dropped_events
             self.dropped_count += 1
 
+    def move_device_means(self, before: _DeviceMinute | None, after: _DeviceMinute) -> None:
+        """Replace one device's means of the minute (`before`, None when it had no check in this
+        minute yet: a device-minute begins) by `after`."""
+        old_crash, old_latency = (before.crash_rate, before.latency) if before else (0.0, 0.0)
+        self.device_crash_rate_sum += after.crash_rate - old_crash
+        self.device_crash_rate_squares += after.crash_rate**2 - old_crash**2
+        self.device_latency_sum += after.latency - old_latency
+        self.device_latency_squares += after.latency**2 - old_latency**2
+
 
 _SUM_COLUMNS = [field.name for field in fields(_MinuteSums)]
+
+
+class _DeviceMinute(NamedTuple):
+    """A device's checks in one group and minute so far."""
+
+    checks: int
+    crash_free_sum: float
+    latency_sum: float
+
+    @property
+    def crash_rate(self) -> float:
+        return 1 - self.crash_free_sum / self.checks
+
+    @property
+    def latency(self) -> float:
+        return self.latency_sum / self.checks
+
+    def plus(self, row: CheckRow) -> _DeviceMinute:
+        return _DeviceMinute(
+            self.checks + 1, self.crash_free_sum + row.crash_free, self.latency_sum + row.checkin_latency_ms
+        )
+
+
+_NO_CHECKS = _DeviceMinute(0, 0.0, 0.0)
 
 
 class _DeviceState(NamedTuple):
     group: int
     ring: str
     at: dt.datetime
+    minute: _DeviceMinute
 
 
 class _Batch:
@@ -149,18 +191,27 @@ class _Batch:
             total[1] += 1
 
     def count_device(
-        self, state: _DeviceState | None, group: int, ring: str, at: dt.datetime
+        self, state: _DeviceState | None, group: int, ring: str, row: CheckRow
     ) -> _DeviceState | None:
-        """Count a device's check at `at` in `group` against its previous newest check `state`;
+        """Count a device's check `row` in `group` against its newest counted check `state`;
         returns the device's new state, None when it stays as it was."""
+        at = row.received_at
         minute = minute_of(at)
         here = self.sums[group, minute]
+        if state is not None and group == state.group and minute == minute_of(state.at):
+            # Another check of the device-minute, in whatever order: its means move.
+            after = state.minute.plus(row)
+            here.move_device_means(state.minute, after)
+            return state._replace(at=max(at, state.at), minute=after)
+        # A device-minute begins.
+        begun = _NO_CHECKS.plus(row)
+        here.move_device_means(None, begun)
+        here.minute_devices += 1
         if state is None:
             here.devices += 1
             here.ring_devices += 1
-            here.minute_devices += 1
             here.minute_ring_devices += 1
-            return _DeviceState(group, ring, at)
+            return _DeviceState(group, ring, at, begun)
         before = self.sums[state.group, minute_of(state.at)]
         same_minute = minute == minute_of(state.at)
         if at < state.at:
@@ -168,9 +219,6 @@ class _Batch:
             # already counted at a later minute wherever it was seen last.
             if group != state.group:
                 here.devices += 1
-                here.minute_devices += 1
-            elif not same_minute:
-                here.minute_devices += 1
             if ring != state.ring:
                 here.ring_devices += 1
                 here.minute_ring_devices += 1
@@ -178,20 +226,14 @@ class _Batch:
                 here.minute_ring_devices += 1
             return None
         if group == state.group:
-            if same_minute:
-                # Counted in this minute already; the state only needs the minute, so it is
-                # written about once a minute per device, not once per check.
-                return None
             before.devices -= 1
             before.ring_devices -= 1
             here.devices += 1
             here.ring_devices += 1
-            here.minute_devices += 1
             here.minute_ring_devices += 1
-            return _DeviceState(group, ring, at)
+            return _DeviceState(group, ring, at, begun)
         # Into another group: its previous group keeps the device's last sighting there.
         here.devices += 1
-        here.minute_devices += 1
         if ring == state.ring:
             before.ring_devices -= 1
             here.ring_devices += 1
@@ -200,7 +242,7 @@ class _Batch:
         else:
             here.ring_devices += 1
             here.minute_ring_devices += 1
-        return _DeviceState(group, ring, at)
+        return _DeviceState(group, ring, at, begun)
 
 
 def rollups_record(rows: Sequence[CheckRow]) -> None:
@@ -216,7 +258,7 @@ def rollups_record(rows: Sequence[CheckRow]) -> None:
         key = groups.key_of(row)
         group = groups.ids[key]
         batch.add_check(group, row)
-        state = batch.count_device(states.get(row.device), group, key.ring, row.received_at)
+        state = batch.count_device(states.get(row.device), group, key.ring, row)
         if state is not None:
             states[row.device] = moved[row.device] = state
     _write_states(moved)
@@ -265,20 +307,45 @@ def _lock_device_states(devices: Collection[int]) -> dict[int, _DeviceState]:
         Device.objects.filter(pk__in=devices)
         .order_by("pk")
         .select_for_update(no_key=True, of=("self",))
-        .values_list("pk", "check_state__group_id", "check_state__group__ring", "check_state__last_check_at")
+        .values_list(
+            "pk",
+            "check_state__group_id",
+            "check_state__group__ring",
+            "check_state__last_check_at",
+            "check_state__minute_checks",
+            "check_state__minute_crash_free_sum",
+            "check_state__minute_latency_sum",
+        )
     )
-    return {pk: _DeviceState(group, ring, at) for pk, group, ring, at in rows if group is not None}
+    return {
+        pk: _DeviceState(group, ring, at, _DeviceMinute(checks, crash_free_sum, latency_sum))
+        for pk, group, ring, at, checks, crash_free_sum, latency_sum in rows
+        if group is not None
+    }
 
 
 def _write_states(states: dict[int, _DeviceState]) -> None:
     DeviceCheckState.objects.bulk_create(
         [
-            DeviceCheckState(device_id=device, group_id=state.group, last_check_at=state.at)
+            DeviceCheckState(
+                device_id=device,
+                group_id=state.group,
+                last_check_at=state.at,
+                minute_checks=state.minute.checks,
+                minute_crash_free_sum=state.minute.crash_free_sum,
+                minute_latency_sum=state.minute.latency_sum,
+            )
             for device, state in sorted(states.items())
         ],
         update_conflicts=True,
         unique_fields=["device"],
-        update_fields=["group", "last_check_at"],
+        update_fields=[
+            "group",
+            "last_check_at",
+            "minute_checks",
+            "minute_crash_free_sum",
+            "minute_latency_sum",
+        ],
     )
 
 

@@ -33,7 +33,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, TruncMinute
 from django.utils import timezone
 
 from devices.models import Device
@@ -133,15 +133,16 @@ def _summarize(
 
 
 def _spread(checks: QuerySet[HealthCheck]) -> DeviceSpread:
-    """Each device's mean crash rate and latency over its checks, then their mean and sample
-    variance across devices: one query, the per-device step in a subquery."""
+    """Each device's mean crash rate and latency over its checks of each minute, then their mean
+    and sample variance across these device-minutes, as the rollups keep them (_rollup_spread):
+    one query, the per-device-minute step in a subquery."""
     per_device = (
         checks.order_by()
-        .values("device_id")
+        .values("device_id", minute=TruncMinute("received_at"))
         .annotate(device_crash_free=Avg("crash_free"), device_latency=Avg("checkin_latency_ms"))
     )
     totals = per_device.aggregate(
-        devices=Count("device_id"),
+        devices=Count("device_id", distinct=True),
         crash_free=Avg("device_crash_free"),
         crash_var=Variance("device_crash_free", sample=True),
         latency=Avg("device_latency"),
@@ -174,11 +175,13 @@ def rollout_health(
     window_minutes: int,
     expected_devices: int,
     now: dt.datetime,
+    spread: bool = False,
     metrics: Sequence[str] = (),
 ) -> RingHealth:
     """Health of a rollout's stage from the rollups: the checks of `version` its devices sent after
     the stage targeted them (telemetry.rollups sums each check under the stage that had brought
-    the device that version), with the means of the custom `metrics`."""
+    the device that version), with the means of the custom `metrics`; `spread` adds the
+    per-device statistics a baseline comparison reads."""
     groups = _group_ids(rollout_id=rollout_id, stage=stage, version=version)
     return _rollup_health(
         groups,
@@ -188,43 +191,49 @@ def rollout_health(
         expected_devices=expected_devices,
         metrics=metrics,
         devices_column="devices",
+        spread=spread,
     )
 
 
-def targeted_spread(
-    targetings: QuerySet, *, version: str, window_minutes: int, now: dt.datetime
-) -> DeviceSpread:
-    """The per-device statistics of the checks of `version` each device sent after it was
-    targeted (`targetings`: rows with a `device_id` and the `created_at` of the targeting), read
-    from the raw checks of the window."""
-    targeted_before_check = targetings.filter(
-        device_id=OuterRef("device_id"), created_at__lte=OuterRef("received_at")
+def previous_release_health(
+    *,
+    version: str,
+    heard_within_minutes: int,
+    window_minutes: int,
+    now: dt.datetime,
+    spread: bool = False,
+    metrics: Sequence[str] = (),
+) -> RingHealth:
+    """Health of the fleet's devices off `version` (a rollout's baseline across the fleet), from
+    the rollups: a device counts when its newest check is of another version; those heard from
+    within `heard_within_minutes` are expected to report, as a ring's activated devices are."""
+    groups = list(HealthGroup.objects.exclude(version=version).values_list("id", flat=True))
+    heard = HealthMinute.objects.filter(
+        group_id__in=groups, minute__gte=window_start(heard_within_minutes, now), minute__lte=now
+    ).aggregate(devices=Sum("ring_devices"))
+    return _rollup_health(
+        groups,
+        ring="baseline",
+        window_minutes=window_minutes,
+        now=now,
+        expected_devices=heard["devices"] or 0,
+        metrics=metrics,
+        # A device counts where its newest check is: not here once it has installed the release.
+        devices_column="ring_devices",
+        spread=spread,
     )
-    checks = HealthCheck.objects.filter(
-        Exists(targeted_before_check),
-        version=version,
-        received_at__gte=window_start(window_minutes, now),
-        received_at__lte=now,
-    )
-    return _spread(checks)
 
 
-def baseline_devices(
-    *, version: str, sites: Iterable[str], heard_within_minutes: int, min_devices: int, now: dt.datetime
+def site_baseline_devices(
+    *, version: str, sites: Iterable[str], heard_within_minutes: int, now: dt.datetime
 ) -> QuerySet[Device]:
-    """The devices a ring of `version` is compared with: those not on it, heard from within
-    `heard_within_minutes` (so each is expected to report, as a ring's activated devices are),
-    at `sites` when they are at least `min_devices` there (an outage at the ring's sites then
-    shows on both sides), else across the fleet."""
-    devices = Device.objects.filter(
-        last_heartbeat__gte=now - dt.timedelta(minutes=heard_within_minutes)
+    """The devices at `sites` a small stage of `version` is compared with: those not on it, heard
+    from within `heard_within_minutes` (so each is expected to report, as a ring's activated
+    devices are)."""
+    return Device.objects.filter(
+        site__in=[site for site in set(sites) if site],
+        last_heartbeat__gte=now - dt.timedelta(minutes=heard_within_minutes),
     ).exclude(app_version=version)
-    sites = [site for site in set(sites) if site]
-    if sites:
-        local_devices = devices.filter(site__in=sites)
-        if local_devices.count() >= min_devices:
-            return local_devices
-    return devices
 
 
 def baseline_health(
@@ -237,7 +246,7 @@ def baseline_health(
     spread: bool = False,
     metrics: Sequence[str] = (),
 ) -> RingHealth:
-    """Health of the baseline `devices` (baseline_devices) over the window, from their checks of
+    """Health of the baseline `devices` (site_baseline_devices) over the window, from their checks of
     versions other than `version` (a device rolled back sent some of it). Only devices still off
     the release: the old checks of a device that has installed it since are
     from earlier in the window, and an outside event that started meanwhile would read as the
@@ -431,6 +440,7 @@ def _rollup_health(
     expected_devices: int | None,
     metrics: Sequence[str],
     devices_column: str,
+    spread: bool = False,
 ) -> RingHealth:
     """A window's health summed from the rollups of `groups`: three small queries (the minutes'
     sums, the value counts behind the medians, the custom metrics when asked for)."""
@@ -447,6 +457,11 @@ def _rollup_health(
         with_availability=Sum("availability_count"),
         dropped=Sum("dropped_sum"),
         with_dropped=Sum("dropped_count"),
+        device_minutes=Sum("minute_devices"),
+        crash_rates=Sum("device_crash_rate_sum"),
+        crash_rate_squares=Sum("device_crash_rate_squares"),
+        latencies=Sum("device_latency_sum"),
+        latency_squares=Sum("device_latency_squares"),
     )
     checks = totals["checks"]
     if not checks:
@@ -465,6 +480,26 @@ def _rollup_health(
         event_lag_ms=_median_of(counts[HealthMinuteValue.Measure.EVENT_LAG]),
         dropped_events=_mean(totals["dropped"], totals["with_dropped"]),
         metrics=_rollup_metric_means(groups, start=start, now=now, names=metrics),
+        spread=_rollup_spread(totals) if spread else None,
+    )
+
+
+def _rollup_spread(totals: dict[str, Any]) -> DeviceSpread:
+    """The spread across devices from the window's device-minutes: each device's means over its
+    checks of one minute. A device reporting in two minutes of the window is two of them, so the
+    variance also holds each device's own minute-to-minute noise, which only makes a comparison
+    more careful; the count of devices is the window's distinct devices."""
+    count = totals["device_minutes"]
+
+    def variance(total: float, squares: float) -> float:
+        return max(0.0, (squares - total * total / count) / (count - 1)) if count > 1 else 0.0
+
+    return DeviceSpread(
+        devices=totals["devices"],
+        crash_rate_mean=totals["crash_rates"] / count,
+        crash_rate_var=variance(totals["crash_rates"], totals["crash_rate_squares"]),
+        latency_mean=totals["latencies"] / count,
+        latency_var=variance(totals["latencies"], totals["latency_squares"]),
     )
 
 

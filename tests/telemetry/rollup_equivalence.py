@@ -109,6 +109,25 @@ def raw_health(checks: list, ring: str, window_minutes: int) -> dict:
     }
 
 
+def raw_spread(checks: list) -> dict:
+    """Each device's means over its checks of each minute, then their mean and sample variance,
+    with the number of distinct devices."""
+    from telemetry.rollups import minute_of
+
+    by_device_minute: dict[tuple, list] = {}
+    for check in checks:
+        by_device_minute.setdefault((check.device_id, minute_of(check.received_at)), []).append(check)
+    crash = [1 - statistics.fmean(c.crash_free for c in group) for group in by_device_minute.values()]
+    latency = [statistics.fmean(c.checkin_latency_ms for c in group) for group in by_device_minute.values()]
+    return {
+        "devices": len({check.device_id for check in checks}),
+        "crash_rate_mean": statistics.fmean(crash),
+        "crash_rate_var": statistics.variance(crash) if len(crash) > 1 else 0.0,
+        "latency_mean": statistics.fmean(latency),
+        "latency_var": statistics.variance(latency) if len(latency) > 1 else 0.0,
+    }
+
+
 def _mean_or_none(values: list) -> float | None:
     return statistics.fmean(values) if values else None
 
@@ -122,7 +141,13 @@ def differences(world: World) -> list[str]:
     """Every figure the rollups give that differs from the raw aggregate, as a sentence."""
     from telemetry.models import HealthCheck
     from telemetry.rollups import minute_of
-    from telemetry.selectors import ring_health, ring_series, rollout_health, rollout_series, window_start
+    from telemetry.selectors import (
+        ring_health,
+        ring_series,
+        rollout_health,
+        rollout_series,
+        window_start,
+    )
 
     checks = list(HealthCheck.objects.all())
     found: list[str] = []
