@@ -176,7 +176,8 @@ class DeviceDeployment(models.Model):
         indexes = [
             # Stuck-step detection scans live states by age.
             models.Index(fields=["state", "state_changed_at"]),
-            models.Index(fields=["rollout", "ring", "state"]),
+            # A stage's counts by state and its activated devices past the grace (rollouts.selectors).
+            models.Index(fields=["rollout", "ring", "state", "activated_at"]),
         ]
 
     def __str__(self) -> str:

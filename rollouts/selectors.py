@@ -28,8 +28,8 @@ from telemetry.rollups import Targeting
 from telemetry.selectors import (
     SeriesPoint,
     baseline_health,
-    checked_on_version_since_targeted,
     previous_release_health,
+    reports_version_since_targeted,
     rollout_health,
     rollout_series,
     site_baseline_devices,
@@ -73,8 +73,10 @@ def rollout_ring_health(
     says otherwise; `spread` adds the per-device statistics a baseline comparison reads."""
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
-    deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
-    expected = deployments.filter(
+    # A range of the (rollout, ring, state, activated_at) index.
+    expected = DeviceDeployment.objects.filter(
+        rollout=rollout,
+        ring=ring,
         state=DeploymentState.ACTIVATED,
         activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
     ).count()
@@ -170,64 +172,94 @@ def rollout_signals(
     """Deployment failures in the ring (002 C8), open Sev1 incidents on the release, how much of
     the stage runs the release and the stage's bake. Only a failure the plan no longer retries
     counts; a deployment waiting for its retry has been tried, so it counts among the exposed."""
-    counts = DeviceDeployment.objects.filter(rollout=rollout, ring=ring).aggregate(
-        exposed=Count(
-            "id",
-            filter=~Q(state__in=[DeploymentState.PENDING, DeploymentState.CANCELLED])
-            | Q(state=DeploymentState.PENDING, attempts__gt=0),
-        ),
-        failed=Count("id", filter=Q(state__in=[DeploymentState.FAILED, DeploymentState.ROLLED_BACK])),
+    by_state = stage_state_counts(rollout, ring)
+    retrying = DeviceDeployment.objects.filter(
+        rollout=rollout, ring=ring, state=DeploymentState.PENDING, attempts__gt=0
+    ).count()
+    exposed = (
+        sum(by_state.values())
+        - by_state[DeploymentState.PENDING]
+        - by_state[DeploymentState.CANCELLED]
+        + retrying
     )
-    failure_rate = counts["failed"] / counts["exposed"] if counts["exposed"] else None
+    failed = by_state[DeploymentState.FAILED] + by_state[DeploymentState.ROLLED_BACK]
     sev1 = Incident.objects.filter(
         release=rollout.release, severity=IncidentSeverity.SEV1, status=IncidentStatus.OPEN
     ).values_list("title", flat=True)
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
     return Signals(
-        deployment_failure_rate=failure_rate,
+        deployment_failure_rate=failed / exposed if exposed else None,
         open_sev1_incidents=tuple(sev1),
-        install=rollout_install_progress(rollout, ring, config=config, now=now),
+        install=rollout_install_progress(rollout, ring, config=config, now=now, by_state=by_state),
         bake=rollout_bake_clock(rollout, ring, now=now),
         baseline=rollout_baseline(rollout, ring, config=config, now=now),
     )
 
 
+def stage_state_counts(rollout: Rollout, ring: str) -> dict[str, int]:
+    """The stage's deployments by state, every state present: one grouped count over the
+    (rollout, ring, state, activated_at) index, without reading a row."""
+    counts = dict.fromkeys(DeploymentState.values, 0)
+    rows = (
+        DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
+        .order_by()
+        .values_list("state")
+        .annotate(count=Count("*"))
+    )
+    counts.update(rows)
+    return counts
+
+
+# Deployments neither installed for sure nor withdrawn: whether they run the release is read from
+# their devices' checks. Few once a stage has installed, so a large stage costs its counts only.
+_UNSETTLED_STATES = [
+    state
+    for state in DeploymentState.values
+    if state not in (DeploymentState.ACTIVATED, DeploymentState.CANCELLED)
+]
+
+
 def rollout_install_progress(
-    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+    rollout: Rollout,
+    ring: str,
+    *,
+    config: GateConfig | None = None,
+    now: dt.datetime | None = None,
+    by_state: dict[str, int] | None = None,
 ) -> InstallProgress:
-    """How much of the stage `ring` runs the release, in two aggregate queries whatever the size of
-    the ring: one over its deployments (targeted, installed, unreachable), one over the devices of
+    """How much of the stage `ring` runs the release: the counts of its deployments by state (or
+    `by_state`, when the caller has them), the deployments not yet activated, and the devices of
     its rings the release does not support.
 
-    A device runs the release once its deployment is activated, or once it sent a health check of
-    the release's version since it was targeted (devices that report health only). One that does
-    not and has been silent for longer than the plan's `unreachable_after_minutes` (or never spoke
-    since it was targeted that long ago) is unreachable."""
+    A device runs the release once its deployment is activated, or once its newest health check is
+    of the release's version, sent since the stage targeted it (devices that report health only).
+    One that does not and has been silent for longer than the plan's `unreachable_after_minutes`
+    (or never spoke since it was targeted that long ago) is unreachable."""
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
+    by_state = by_state or stage_state_counts(rollout, ring)
     version = rollout.release.version
     silent_since = now - dt.timedelta(minutes=config.unreachable_after_minutes)
-    installed = Q(state=DeploymentState.ACTIVATED) | Q(checked_on_version=True)
     silent = Q(device__last_heartbeat__lt=silent_since) | Q(
         device__last_heartbeat__isnull=True, created_at__lt=silent_since
     )
-    counts = (
-        DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
-        .exclude(state=DeploymentState.CANCELLED)
-        .annotate(checked_on_version=checked_on_version_since_targeted(version))
+    unsettled = (
+        DeviceDeployment.objects.filter(rollout=rollout, ring=ring, state__in=_UNSETTLED_STATES)
+        .annotate(
+            runs_release=reports_version_since_targeted(rollout_id=rollout.pk, stage=ring, version=version)
+        )
         .aggregate(
-            targeted=Count("id"),
-            installed=Count("id", filter=installed),
-            unreachable=Count("id", filter=~installed & silent),
+            reported=Count("id", filter=Q(runs_release=True)),
+            unreachable=Count("id", filter=Q(runs_release=False) & silent),
         )
     )
     stage = rollout.stage(ring)
     return InstallProgress(
         version=version,
-        targeted=counts["targeted"],
-        installed=counts["installed"],
-        unreachable=counts["unreachable"],
+        targeted=sum(by_state.values()) - by_state[DeploymentState.CANCELLED],
+        installed=by_state[DeploymentState.ACTIVATED] + unsettled["reported"],
+        unreachable=unsettled["unreachable"],
         incompatible=_incompatible_devices(rollout, stage),
         min_share=stage.get("min_installed_share", DEFAULT_MIN_INSTALLED_SHARE),
     )

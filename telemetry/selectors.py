@@ -38,7 +38,14 @@ from django.utils import timezone
 
 from devices.models import Device
 from telemetry.health import DeviceSpread, RingHealth
-from telemetry.models import HealthCheck, HealthGroup, HealthMinute, HealthMinuteMetric, HealthMinuteValue
+from telemetry.models import (
+    DeviceCheckState,
+    HealthCheck,
+    HealthGroup,
+    HealthMinute,
+    HealthMinuteMetric,
+    HealthMinuteValue,
+)
 from telemetry.rollups import minute_of
 
 
@@ -264,16 +271,13 @@ def baseline_health(
     )
 
 
-def checked_on_version_since_targeted(version: str) -> Exists:
-    """For a query over targetings (rows with a `device_id` and the `created_at` of the
-    targeting): whether the device has sent a health check of `version` since it was targeted,
-    which says it runs that version even when its `activated` report never came. Served by the
-    (device, device_time) index, one probe per targeting."""
-    return Exists(
-        HealthCheck.objects.filter(
-            device_id=OuterRef("device_id"), version=version, received_at__gte=OuterRef("created_at")
-        )
-    )
+def reports_version_since_targeted(*, rollout_id: int, stage: str, version: str) -> Exists:
+    """For a query over a rollout stage's deployments (rows with a `device_id`): whether the
+    device's newest health check is of `version`, sent since the stage targeted it, which says it
+    runs that version even when its `activated` report never came. One primary-key probe of the
+    device's check state per deployment."""
+    groups = HealthGroup.objects.filter(rollout_id=rollout_id, stage=stage, version=version)
+    return Exists(DeviceCheckState.objects.filter(device_id=OuterRef("device_id"), group__in=groups))
 
 
 def device_health(
