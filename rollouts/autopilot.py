@@ -215,13 +215,7 @@ def fleet_check_health(*, now: dt.datetime | None = None) -> bool:
     """Raise the emergency stop when too much of the reporting fleet is critically unhealthy.
     Returns whether this call raised it."""
     now = now or timezone.now()
-    config = GateConfig()
-    reporting, unhealthy = critically_unhealthy_devices(
-        window_minutes=config.window_minutes,
-        crash_free_below=config.crash_free_critical,
-        boot_success_below=config.boot_success_critical,
-        now=now,
-    )
+    reporting, unhealthy = critically_unhealthy_devices(window_minutes=GateConfig().window_minutes, now=now)
     if reporting < settings.SAFEROLL_FLEET_MIN_DEVICES:
         return False
     share = unhealthy / reporting

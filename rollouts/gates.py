@@ -15,7 +15,14 @@ from typing import Any
 
 from rollouts import baseline as baseline_tests
 from rollouts.score import health_score
-from telemetry.health import MAX_METRICS, RingHealth, metric_name_problem, round_rate
+from telemetry.health import (
+    BOOT_SUCCESS_CRITICAL,
+    CRASH_FREE_CRITICAL,
+    MAX_METRICS,
+    RingHealth,
+    metric_name_problem,
+    round_rate,
+)
 
 # Upper bounds of the settings that become durations. A day is far beyond any useful gate window or
 # reporting grace; without a bound, a huge number would overflow the datetime arithmetic of every
@@ -61,9 +68,9 @@ class GateConfig:
     """Thresholds and evaluation settings. None switches an optional gate off."""
 
     crash_free_min: float = 0.990
-    crash_free_critical: float = 0.950
+    crash_free_critical: float = CRASH_FREE_CRITICAL
     boot_success_min: float = 0.995
-    boot_success_critical: float = 0.970
+    boot_success_critical: float = BOOT_SUCCESS_CRITICAL
     latency_max_ms: float = 500
     latency_critical_ms: float = 1000
     window_minutes: int = 5

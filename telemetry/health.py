@@ -40,6 +40,13 @@ BUILT_IN_NAMES = frozenset(
 )
 
 
+# Critically unhealthy: below these, the gates roll a ring back by themselves (the gate engine's
+# default critical lines, rollouts.gates.GateConfig), and a device whose newest minute of checks is
+# below either counts toward the fleet-wide emergency stop (telemetry.rollups keeps the count).
+CRASH_FREE_CRITICAL = 0.950
+BOOT_SUCCESS_CRITICAL = 0.970
+
+
 def round_rate(value: float | int | None) -> float | int | None:
     """Figures as they are shown and sent: rates to four places, counts as they are."""
     if isinstance(value, float):

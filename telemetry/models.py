@@ -98,6 +98,9 @@ class HealthMinute(models.Model):
     device_crash_rate_squares = models.FloatField(default=0)
     device_latency_sum = models.FloatField(default=0)
     device_latency_squares = models.FloatField(default=0)
+    # Devices whose newest minute of checks in this ring is this one, and critically unhealthy
+    # (telemetry.health.CRASH_FREE_CRITICAL, BOOT_SUCCESS_CRITICAL): the fleet-wide emergency stop.
+    critical_devices = models.IntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "minute"], name="unique_health_minute")]
@@ -165,6 +168,7 @@ class DeviceCheckState(models.Model):
     minute_checks = models.PositiveIntegerField(default=0)
     minute_crash_free_sum = models.FloatField(default=0)
     minute_latency_sum = models.FloatField(default=0)
+    minute_booted = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.device_id}: {self.group} @ {self.last_check_at:%H:%M:%S}"

@@ -32,6 +32,7 @@ from django.db import connection, transaction
 from django.db.models import Field, Model, Q
 
 from devices.models import Device
+from telemetry.health import BOOT_SUCCESS_CRITICAL, CRASH_FREE_CRITICAL
 from telemetry.models import (
     DeviceCheckState,
     HealthCheck,
@@ -115,6 +116,7 @@ class _MinuteSums:
     device_crash_rate_squares: float = 0.0
     device_latency_sum: float = 0.0
     device_latency_squares: float = 0.0
+    critical_devices: int = 0
 
     def add(self, row: CheckRow) -> None:
         self.checks += 1
@@ -126,6 +128,16 @@ class _MinuteSums:
         if row.dropped_events is not None:
             self.dropped_sum += row.dropped_events
             self.dropped_count += 1
+
+    def enter_ring(self, newest: _DeviceMinute) -> None:
+        """A device's newest check in its ring is now in this minute (`newest`: its checks here)."""
+        self.ring_devices += 1
+        self.critical_devices += newest.critical
+
+    def leave_ring(self, newest: _DeviceMinute) -> None:
+        """A device's newest check in its ring was in this minute and is now in a later one."""
+        self.ring_devices -= 1
+        self.critical_devices -= newest.critical
 
     def move_device_means(self, before: _DeviceMinute | None, after: _DeviceMinute) -> None:
         """Replace one device's means of the minute (`before`, None when it had no check in this
@@ -146,6 +158,7 @@ class _DeviceMinute(NamedTuple):
     checks: int
     crash_free_sum: float
     latency_sum: float
+    booted: int
 
     @property
     def crash_rate(self) -> float:
@@ -155,13 +168,24 @@ class _DeviceMinute(NamedTuple):
     def latency(self) -> float:
         return self.latency_sum / self.checks
 
+    @property
+    def critical(self) -> int:
+        """1 when the device's checks of the minute are critically unhealthy, else 0."""
+        return int(
+            self.crash_free_sum / self.checks < CRASH_FREE_CRITICAL
+            or self.booted / self.checks < BOOT_SUCCESS_CRITICAL
+        )
+
     def plus(self, row: CheckRow) -> _DeviceMinute:
         return _DeviceMinute(
-            self.checks + 1, self.crash_free_sum + row.crash_free, self.latency_sum + row.checkin_latency_ms
+            self.checks + 1,
+            self.crash_free_sum + row.crash_free,
+            self.latency_sum + row.checkin_latency_ms,
+            self.booted + row.boot_ok,
         )
 
 
-_NO_CHECKS = _DeviceMinute(0, 0.0, 0.0)
+_NO_CHECKS = _DeviceMinute(0, 0.0, 0.0, 0)
 
 
 class _DeviceState(NamedTuple):
@@ -199,9 +223,10 @@ class _Batch:
         minute = minute_of(at)
         here = self.sums[group, minute]
         if state is not None and group == state.group and minute == minute_of(state.at):
-            # Another check of the device-minute, in whatever order: its means move.
+            # Another check of the device's newest minute, in whatever order: its means move.
             after = state.minute.plus(row)
             here.move_device_means(state.minute, after)
+            here.critical_devices += after.critical - state.minute.critical
             return state._replace(at=max(at, state.at), minute=after)
         # A device-minute begins.
         begun = _NO_CHECKS.plus(row)
@@ -209,7 +234,7 @@ class _Batch:
         here.minute_devices += 1
         if state is None:
             here.devices += 1
-            here.ring_devices += 1
+            here.enter_ring(begun)
             here.minute_ring_devices += 1
             return _DeviceState(group, ring, at, begun)
         before = self.sums[state.group, minute_of(state.at)]
@@ -220,28 +245,27 @@ class _Batch:
             if group != state.group:
                 here.devices += 1
             if ring != state.ring:
-                here.ring_devices += 1
+                here.enter_ring(begun)
                 here.minute_ring_devices += 1
             elif not same_minute:
                 here.minute_ring_devices += 1
             return None
         if group == state.group:
             before.devices -= 1
-            before.ring_devices -= 1
             here.devices += 1
-            here.ring_devices += 1
+            before.leave_ring(state.minute)
+            here.enter_ring(begun)
             here.minute_ring_devices += 1
             return _DeviceState(group, ring, at, begun)
         # Into another group: its previous group keeps the device's last sighting there.
         here.devices += 1
         if ring == state.ring:
-            before.ring_devices -= 1
-            here.ring_devices += 1
+            before.leave_ring(state.minute)
             if not same_minute:
                 here.minute_ring_devices += 1
         else:
-            here.ring_devices += 1
             here.minute_ring_devices += 1
+        here.enter_ring(begun)
         return _DeviceState(group, ring, at, begun)
 
 
@@ -315,11 +339,12 @@ def _lock_device_states(devices: Collection[int]) -> dict[int, _DeviceState]:
             "check_state__minute_checks",
             "check_state__minute_crash_free_sum",
             "check_state__minute_latency_sum",
+            "check_state__minute_booted",
         )
     )
     return {
-        pk: _DeviceState(group, ring, at, _DeviceMinute(checks, crash_free_sum, latency_sum))
-        for pk, group, ring, at, checks, crash_free_sum, latency_sum in rows
+        pk: _DeviceState(group, ring, at, _DeviceMinute(checks, crash_free_sum, latency_sum, booted))
+        for pk, group, ring, at, checks, crash_free_sum, latency_sum, booted in rows
         if group is not None
     }
 
@@ -334,6 +359,7 @@ def _write_states(states: dict[int, _DeviceState]) -> None:
                 minute_checks=state.minute.checks,
                 minute_crash_free_sum=state.minute.crash_free_sum,
                 minute_latency_sum=state.minute.latency_sum,
+                minute_booted=state.minute.booted,
             )
             for device, state in sorted(states.items())
         ],
@@ -345,6 +371,7 @@ def _write_states(states: dict[int, _DeviceState]) -> None:
             "minute_checks",
             "minute_crash_free_sum",
             "minute_latency_sum",
+            "minute_booted",
         ],
     )
 

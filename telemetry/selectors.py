@@ -20,7 +20,6 @@ from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
-    Case,
     Count,
     Exists,
     FloatField,
@@ -28,9 +27,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Sum,
-    Value,
     Variance,
-    When,
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, TruncMinute
@@ -307,24 +304,14 @@ def checks_received_by_ring(*, after: dt.datetime, until: dt.datetime) -> dict[s
     return dict(rows)
 
 
-def critically_unhealthy_devices(
-    *, window_minutes: int, crash_free_below: float, boot_success_below: float, now: dt.datetime
-) -> tuple[int, int]:
-    """(devices that reported in the window, those among them whose mean crash-free rate or boot
-    success share is below the critical line), each device judged on its own checks."""
-    per_device = (
-        HealthCheck.objects.filter(received_at__gte=window_start(window_minutes, now))
-        .values("device_id")
-        .annotate(
-            crash_free=Avg("crash_free"),
-            # 1.0 per successful boot: PostgreSQL has no boolean → float cast.
-            boot=Avg(
-                Case(When(boot_ok=True, then=Value(1.0)), default=Value(0.0), output_field=FloatField())
-            ),
-        )
-    )
-    unhealthy = per_device.filter(Q(crash_free__lt=crash_free_below) | Q(boot__lt=boot_success_below))
-    return per_device.count(), unhealthy.count()
+def critically_unhealthy_devices(*, window_minutes: int, now: dt.datetime) -> tuple[int, int]:
+    """(devices that reported in the window, those among them whose newest minute of checks is
+    critically unhealthy: a mean crash-free rate below CRASH_FREE_CRITICAL or a boot success share
+    below BOOT_SUCCESS_CRITICAL), summed from the rollups over the minute index."""
+    totals = HealthMinute.objects.filter(
+        minute__gte=window_start(window_minutes, now), minute__lte=now
+    ).aggregate(devices=Sum("ring_devices"), critical=Sum("critical_devices"))
+    return totals["devices"] or 0, totals["critical"] or 0
 
 
 def known_ring(ring: str) -> bool:

@@ -142,6 +142,8 @@ def differences(world: World) -> list[str]:
     from telemetry.models import HealthCheck
     from telemetry.rollups import minute_of
     from telemetry.selectors import (
+        critically_unhealthy_devices,
+        previous_release_health,
         ring_health,
         ring_series,
         rollout_health,
@@ -188,12 +190,49 @@ def differences(world: World) -> list[str]:
                 )
         for stage in stages:
             ours = rollout_health(rollout_id=world.rollout_id, stage=stage, version=world.version,
-                                  window_minutes=minutes, expected_devices=0, now=world.now, metrics=["fps"])  # fmt: skip
-            compare(
-                f"stage {stage} {minutes} min",
-                _figures(ours),
-                raw_health(window(minutes, targeted_by(stage)), stage, minutes),
-            )
+                                  window_minutes=minutes, expected_devices=0, now=world.now, spread=True,
+                                  metrics=["fps"])  # fmt: skip
+            theirs = window(minutes, targeted_by(stage))
+            compare(f"stage {stage} {minutes} min", _figures(ours), raw_health(theirs, stage, minutes))
+            if theirs:
+                compare(f"stage {stage} {minutes} min spread", ours.to_dict()["spread"], raw_spread(theirs))
+
+    def compare_fleet(minutes: int) -> None:
+        """The baseline across the fleet (every check off the release; a device counts where its
+        newest check is) and the fleet's critically unhealthy devices."""
+        start = window_start(minutes, world.now)
+        newest = {}
+        for check in sorted(checks, key=lambda c: c.received_at):
+            newest[check.device_id] = check
+        ours = previous_release_health(version=world.version, heard_within_minutes=10, window_minutes=minutes,
+                                       now=world.now, spread=True, metrics=["fps"])  # fmt: skip
+        theirs = window(minutes, lambda c: c.version != world.version)
+        expected = raw_health(theirs, "baseline", minutes)
+        expected["total_devices"] = sum(
+            c.version != world.version and c.received_at >= start for c in newest.values()
+        )
+        compare(f"baseline {minutes} min", _figures(ours), expected)
+        heard_since = window_start(10, world.now)
+        heard = sum(c.version != world.version and c.received_at >= heard_since for c in newest.values())
+        compare(f"baseline {minutes} min", {"expected": ours.expected_devices}, {"expected": heard})
+        if theirs:
+            spread = raw_spread(theirs) | {"devices": expected["total_devices"]}
+            compare(f"baseline {minutes} min spread", ours.to_dict()["spread"], spread)
+        # Each device judged on its checks of its newest minute (all of one version in this data).
+        critical = 0
+        for last in newest.values():
+            if last.received_at < start:
+                continue
+            own = [c for c in checks if c.device_id == last.device_id and c.version == last.version
+                   and minute_of(c.received_at) == minute_of(last.received_at)]  # fmt: skip
+            booted = sum(c.boot_ok for c in own) / len(own)
+            critical += statistics.fmean(c.crash_free for c in own) < 0.95 or booted < 0.97
+        reporting = sum(last.received_at >= start for last in newest.values())
+        counted = critically_unhealthy_devices(window_minutes=minutes, now=world.now)
+        compare(f"fleet {minutes} min", {"counts": counted}, {"counts": (reporting, critical)})
+
+    for minutes in WINDOWS:
+        compare_fleet(minutes)
 
     def series(points, keep: Callable, label: str) -> None:
         for point in points:
