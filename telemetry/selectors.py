@@ -314,6 +314,14 @@ def critically_unhealthy_devices(*, window_minutes: int, now: dt.datetime) -> tu
     return totals["devices"] or 0, totals["critical"] or 0
 
 
+def reporting_rings() -> list[str]:
+    """The configured rings, then any other ring a device has reported health from (read from the
+    rollups' few groups, not from the devices)."""
+    configured = list(settings.SAFEROLL_RING_SHARES)
+    others = HealthGroup.objects.exclude(ring__in=configured).order_by("ring").values_list("ring", flat=True)
+    return [*configured, *others.distinct()]
+
+
 def known_ring(ring: str) -> bool:
     """A ring exists when the fleet's configuration names it or a device is in it."""
     return ring in settings.SAFEROLL_RING_SHARES or Device.objects.filter(ring=ring).exists()

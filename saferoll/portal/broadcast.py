@@ -26,18 +26,16 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Prefetch
 
-from devices.models import Device
 from rollouts import signals as rollout_signals
 from rollouts.api.rollouts import RolloutDetailSerializer
 from rollouts.models import Rollout
 from saferoll.core import signals as core_signals
 from saferoll.core.models import AuditEvent, FleetState
-from telemetry.selectors import ring_health
+from telemetry.selectors import reporting_rings, ring_health
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +111,10 @@ def fleet_payload() -> dict[str, Any]:
 
 
 def health_payloads() -> list[dict[str, Any]]:
-    """One 000 §5.3 health message per ring of the fleet (configured rings first, then any other)."""
-    rings = list(settings.SAFEROLL_RING_SHARES)
-    extra = Device.objects.exclude(ring__in=rings).values_list("ring", flat=True).distinct().order_by("ring")
+    """One 000 §5.3 health message per ring of the fleet (configured rings first, then any other
+    that has reported), from the rollups."""
     messages = []
-    for ring in [*rings, *extra]:
+    for ring in reporting_rings():
         health = ring_health(ring).to_dict()
         messages.append(
             {"type": "health_update", "ring": ring, "total_devices": health["total_devices"], "data": health}
