@@ -49,7 +49,9 @@ app.conf.beat_schedule = {
         "task": "rollouts.tasks.check_fleet_health",
         "schedule": 30.0,
     },
-    # Raw health checks older than the retention are deleted in batches.
+    # Retention of raw health checks (telemetry.services.health_checks_prune): on PostgreSQL the
+    # partitions ahead are made and those past the retention dropped; on SQLite old checks are
+    # deleted in batches. Hourly: four partitions are made ahead, so missed runs cost nothing.
     "prune-health-checks": {
         "task": "telemetry.tasks.prune_health_checks",
         "schedule": 3600.0,

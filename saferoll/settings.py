@@ -321,6 +321,12 @@ SAFEROLL_FLEET_UNHEALTHY_SHARE = env_float("SAFEROLL_FLEET_UNHEALTHY_SHARE", 0.2
 SAFEROLL_FLEET_MIN_DEVICES = env_int("SAFEROLL_FLEET_MIN_DEVICES", 20, minimum=1)
 # Raw health checks are kept this long.
 SAFEROLL_HEALTH_RETENTION_HOURS = env_int("SAFEROLL_HEALTH_RETENTION_HOURS", 72, minimum=1)
+# PostgreSQL keeps raw checks in partitions this wide (telemetry/partitions.py): a partition is
+# dropped once all of it is older than the retention, so checks outlive it by up to this much.
+SAFEROLL_HEALTH_PARTITION_HOURS = env_int("SAFEROLL_HEALTH_PARTITION_HOURS", 1, minimum=1)
+# The per-minute health rollups (what every window is read from) are kept this long: a week by
+# default, longer than the raw checks, so a rollout's charts outlive them.
+SAFEROLL_HEALTH_ROLLUP_RETENTION_HOURS = env_int("SAFEROLL_HEALTH_ROLLUP_RETENTION_HOURS", 7 * 24, minimum=1)
 
 # --- Metrics (Prometheus) ----------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from devices.models import Device
 class HealthCheck(models.Model):
     """One health report of a device, kept with the device's clock and the server's receive time."""
 
+    # On PostgreSQL the table is partitioned by device_time (telemetry/partitions.py) and its primary
+    # key in the database is (id, device_time); ids come from one sequence, so id alone is unique.
     id = models.BigAutoField(primary_key=True)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="health_checks", db_index=False)
     # The ring and version the server knew for the device when the check arrived.

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from devices.choices import DeviceStatus
 from devices.models import Device
-from telemetry import metrics
-from telemetry.models import HealthCheck
+from telemetry import metrics, partitions
+from telemetry.models import HealthCheck, HealthMinute, HealthMinuteMetric, HealthMinuteValue
 from telemetry.rollups import CheckRow, rollups_record
 
 # Columns a check is written with, in COPY order (everything but the id).
@@ -270,13 +270,39 @@ PRUNE_BATCH = 10_000
 
 
 def health_checks_prune(*, now: dt.datetime | None = None, batch: int = PRUNE_BATCH) -> int:
-    """Delete raw checks received before the retention, a batch at a time, so a large backlog never
-    holds one long lock on the table that ingestion writes to. Returns how many were deleted."""
-    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.SAFEROLL_HEALTH_RETENTION_HOURS)
+    """Apply the raw checks' retention (SAFEROLL_HEALTH_RETENTION_HOURS) and the rollups'
+    (SAFEROLL_HEALTH_ROLLUP_RETENTION_HOURS); the periodic task's one entry point. Returns how many
+    rows were deleted one by one.
+
+    PostgreSQL: the checks are partitioned by time (telemetry.partitions). The partitions ahead are
+    made, whole partitions older than the retention dropped (neither counted nor read, whatever
+    their size) and the DEFAULT partition's stragglers deleted in batches. SQLite (the embedded
+    default) deletes the checks received before the retention in batches."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(hours=settings.SAFEROLL_HEALTH_RETENTION_HOURS)
+    if connection.vendor == "postgresql":
+        deleted = partitions.health_partitions_rotate(now=now, cutoff=cutoff, batch=batch)
+    else:
+        deleted = _delete_in_batches(HealthCheck.objects.filter(received_at__lt=cutoff), batch=batch)
+    return deleted + _prune_rollups(now=now, batch=batch)
+
+
+def _prune_rollups(*, now: dt.datetime, batch: int) -> int:
+    """The per-minute rollups older than their own, longer retention (their minute index finds them)."""
+    cutoff = now - dt.timedelta(hours=settings.SAFEROLL_HEALTH_ROLLUP_RETENTION_HOURS)
+    return sum(
+        _delete_in_batches(model.objects.filter(minute__lt=cutoff), batch=batch)
+        for model in (HealthMinuteValue, HealthMinuteMetric, HealthMinute)
+    )
+
+
+def _delete_in_batches(rows: QuerySet, *, batch: int) -> int:
+    """Delete the rows a batch at a time, so a large backlog never holds one long lock on a table
+    that ingestion writes to. Returns how many were deleted."""
     deleted = 0
     while True:
-        # The received_at index finds the oldest rows; deleting by id keeps each statement small.
-        ids = list(HealthCheck.objects.filter(received_at__lt=cutoff).values_list("id", flat=True)[:batch])
+        # The filter's index finds the oldest rows; deleting by id keeps each statement small.
+        ids = list(rows.values_list("id", flat=True)[:batch])
         if not ids:
             return deleted
-        deleted += HealthCheck.objects.filter(id__in=ids).delete()[0]
+        deleted += rows.model.objects.filter(id__in=ids).delete()[0]

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('devices', '0001_initial'),
-        ('telemetry', '0002_health_check_metrics'),
+        ('telemetry', '0003_health_check_partitions'),
     ]
 
     operations = [
