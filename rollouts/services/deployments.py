@@ -498,12 +498,14 @@ def deployments_roll_back(*, rollout: Rollout, now: dt.datetime) -> tuple[int, i
     """A rolled-back rollout's deployments: devices that received the release go back to the
     previous stable one (rolling_back), devices that had not started are cancelled. The two counts."""
     deployments = DeviceDeployment.objects.filter(rollout=rollout)
-    rolling_back = deployments.filter(
-        state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
-    ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
+    # Pending ones first: a device that starts downloading meanwhile is then rolled back by the
+    # second UPDATE, instead of slipping between the two and staying on downloading.
     cancelled = deployments.filter(state=DeploymentState.PENDING).update(
         state=DeploymentState.CANCELLED, state_changed_at=now
     )
+    rolling_back = deployments.filter(
+        state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
+    ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
     return rolling_back, cancelled
 
 
