@@ -3,6 +3,7 @@ import time
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from devices.models import Device, HardwareVariant
 from rollouts.choices import (
@@ -147,10 +148,16 @@ class Rollout(models.Model):
         return rings[index + 1] if index + 1 < len(rings) else None
 
 
+# The deployment states the autopilot's sweeps look for (rollouts.autopilot).
+_SWEPT_STATES = (DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ROLLING_BACK)
+
+
 class DeviceDeployment(models.Model):
     """One device taking part in one rollout, with the time of each step it reported."""
 
-    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="deployments")
+    # No index of its own: the (rollout, device) constraint's index serves lookups by rollout, and
+    # each index is one more entry to write per row when a stage deploys or a rollout rolls back.
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="deployments", db_index=False)
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deployments")
     ring = models.CharField(max_length=20, help_text="The stage of the rollout that targeted the device.")
     state = models.CharField(max_length=20, choices=DeploymentState, default=DeploymentState.PENDING)
@@ -174,8 +181,14 @@ class DeviceDeployment(models.Model):
         ordering = ["rollout", "device__device_id"]
         constraints = [models.UniqueConstraint(fields=["rollout", "device"], name="unique_rollout_device")]
         indexes = [
-            # Stuck-step detection scans live states by age.
-            models.Index(fields=["state", "state_changed_at"]),
+            # The sweeps read the steps that can get stuck by age (stuck downloads and activations,
+            # slow rollbacks). Only rows in those steps are indexed: a stage deploy's pending rows
+            # and a rollback's cancelled ones, most rows of both, write no entry here.
+            models.Index(
+                fields=["state", "state_changed_at"],
+                name="deployment_step_age_idx",
+                condition=Q(state__in=_SWEPT_STATES),
+            ),
             # A stage's counts by state and its activated devices past the grace (rollouts.selectors).
             models.Index(fields=["rollout", "ring", "state", "activated_at"]),
         ]

@@ -3,6 +3,7 @@
 read it. Pure arithmetic on the frozen plan; the release itself is in services.deployments."""
 
 import datetime as dt
+import sys
 from typing import Any
 
 from django.utils import timezone
@@ -29,6 +30,11 @@ def waves_released_by(waves: dict[str, Any], minute: int, limit: int) -> int:
             return limit
         size *= growth
     return min(total, limit)
+
+
+def first_wave(waves: dict[str, Any]) -> int:
+    """How many of a stage's devices are released when the stage starts, however many it holds."""
+    return waves_released_by(waves, 0, sys.maxsize)
 
 
 def wave_minute(rollout: Rollout, now: dt.datetime) -> int | None:

@@ -9,8 +9,10 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When, Window
+from django.db.models.functions import RowNumber
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 
 from devices.models import Cohort, Device
@@ -18,7 +20,7 @@ from rollouts.choices import DEPLOYMENT_STEPS, LIVE_DEPLOYMENT_STATES, Deploymen
 from rollouts.fleet_release import rollback_target, stage_devices
 from rollouts.maintenance import device_windows, windows_activation_start
 from rollouts.models import DeviceDeployment, Release, Rollout
-from rollouts.waves import wave_minute, waves_released_by
+from rollouts.waves import first_wave, wave_minute, waves_released_by
 from saferoll.core.audit import audit_record
 from saferoll.core.errors import ServiceRefused, bad_input, not_found
 
@@ -345,6 +347,11 @@ def deployment_attach_diagnostics(
 # --- A rollout's side: targeting a stage's devices, and taking the release back ---------------------
 
 
+# An arbitrary constant: the PostgreSQL advisory lock that serialises stage deploys.
+_STAGE_DEPLOY_LOCK = 7_253_010_002
+
+
+@transaction.atomic
 def deploy_stage(*, rollout: Rollout, stage: dict, only: Device | None = None) -> dict[str, Any]:
     """Create the pending deployments of one stage and return what was done (for the audit event).
 
@@ -354,78 +361,122 @@ def deploy_stage(*, rollout: Rollout, stage: dict, only: Device | None = None) -
     still live in another active or paused rollout, or when this rollout already targeted it, or
     when it already runs the release, or when its credential is revoked (it cannot check in until
     it gets one again, and then joins: deploy_to_joined_device). `only` narrows the stage to one
-    device (one that joined later)."""
+    device (one that joined later).
+
+    Set-based: the checks are SQL, one INSERT ... SELECT writes the deployments and the skips are
+    counted afterwards among the stage's devices left untargeted, so no device row reaches Python
+    and memory stays flat however large the ring."""
     ring = stage["ring"]
     if stage.get("cohort") and not Cohort.objects.filter(name=stage["cohort"]).exists():
         raise ServiceRefused(
             f"Cannot deploy {ring} of {rollout.rollout_id}: its cohort {stage['cohort']!r} does not exist."
         )
-    candidates = stage_devices(stage).exclude(deployments__rollout=rollout)
+    _lock_stage_deploys()
+    now = timezone.now()
+    candidates = stage_devices(stage).exclude(deployments__rollout=rollout).order_by()
     if only is not None:
         candidates = candidates.filter(pk=only.pk)
-    # Lock the candidate devices, in id order so that two rollouts deploying overlapping devices
-    # take the locks in the same order and cannot deadlock. Without it, two rollouts starting at
-    # once would each see the other's deployments as not there yet and both claim the device. The
-    # busy check below runs after the lock, so it sees whatever the other one committed meanwhile.
-    devices = list(
-        candidates.select_for_update(of=("self",))
-        .order_by("pk")
-        .only("pk", "variant_id", "app_version", "token_hash")
-    )
-    revoked = [device for device in devices if device.token_hash is None]
-    devices = [device for device in devices if device.token_hash is not None]
-    supported = set(rollout.release.compatible_variants.values_list("pk", flat=True))
-    busy = set(
-        DeviceDeployment.objects.filter(
-            device_id__in=[device.pk for device in devices],
-            state__in=LIVE_DEPLOYMENT_STATES,
-            rollout__status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED),
-        )
-        .exclude(rollout=rollout)
-        .values_list("device_id", flat=True)
-    )
-    incompatible = [device for device in devices if supported and device.variant_id not in supported]
-    compatible = [device for device in devices if not supported or device.variant_id in supported]
-    free = [device for device in compatible if device.pk not in busy]
-    current = [device for device in free if device.app_version == rollout.release.version]
-    targets = [device for device in free if device.app_version != rollout.release.version]
+    release = rollout.release
+    supported = list(release.compatible_variants.values_list("pk", flat=True))
+    usable = Q(token_hash__isnull=False)
+    eligible = usable & Q(variant_id__in=supported) if supported else usable
+    busy = _live_elsewhere(rollout)
+    targets = candidates.filter(eligible).exclude(app_version=release.version).filter(~busy)
     # A completed rollout still brings its release to the devices it had not reached; this newer
     # rollout supersedes that, so the older release does not arrive after it.
     DeviceDeployment.objects.filter(
-        device_id__in=[device.pk for device in targets],
-        state__in=(DeploymentState.PENDING, DeploymentState.DOWNLOADING, DeploymentState.VERIFIED),
-        rollout__status=RolloutStatus.COMPLETED,
-    ).update(state=DeploymentState.CANCELLED, state_changed_at=timezone.now())
-    released_at = timezone.now()
-    # With waves only the first wave may install now; the periodic release brings the others.
-    first_wave = waves_released_by(rollout.waves, 0, len(targets)) if rollout.waves else len(targets)
-    DeviceDeployment.objects.bulk_create(
-        [
-            DeviceDeployment(
-                rollout=rollout,
-                device=device,
-                ring=ring,
-                state=DeploymentState.PENDING,
-                from_version=device.app_version,
-                released_at=released_at if index < first_wave else None,
-            )
-            for index, device in enumerate(targets)
-        ],
-        batch_size=1000,
+        device__in=targets.values("pk"), state__in=_INSTALL_STATES, rollout__status=RolloutStatus.COMPLETED
+    ).update(state=DeploymentState.CANCELLED, state_changed_at=now)
+    targeted = _insert_pending(rollout=rollout, ring=ring, targets=targets, now=now)
+    # The stage's devices that this rollout has still not targeted are the skipped ones. Each filter
+    # looks up busy last, so the lookup runs only for the eligible ones left (busy or current).
+    skipped = candidates.aggregate(
+        revoked=Count("pk", filter=~usable),
+        incompatible=Count("pk", filter=usable & ~eligible),
+        busy=Count("pk", filter=eligible & Q(busy)),
+        current=Count("pk", filter=eligible & Q(app_version=release.version) & ~Q(busy)),
     )
     counts: dict[str, Any] = {
         "ring": ring,
-        "targeted": len(targets),
-        "skipped_incompatible": len(incompatible),
-        "skipped_busy": len(compatible) - len(free),
-        "skipped_current": len(current),
-        "skipped_revoked": len(revoked),
+        "targeted": targeted,
+        "skipped_incompatible": skipped["incompatible"],
+        "skipped_busy": skipped["busy"],
+        "skipped_current": skipped["current"],
+        "skipped_revoked": skipped["revoked"],
     }
     if stage.get("cohort"):
         counts["cohort"] = stage["cohort"]
     if stage.get("region"):
         counts["region"] = stage["region"]
     return counts
+
+
+def _lock_stage_deploys() -> None:
+    """Serialise stage deploys for the rest of the transaction.
+
+    Two rollouts deploying overlapping devices at once would each miss the other's uncommitted
+    deployments in their busy check, and both claim a device. Locking every candidate device row
+    prevents that at the cost of a row lock per device (700,000 for a large ring); this one
+    transaction-scoped advisory lock queues whole deploys instead. A deploy's statements all run
+    after the previous deploy committed, so under READ COMMITTED its busy check sees those
+    deployments. SQLite (the embedded default) already runs write transactions one at a time
+    (IMMEDIATE mode)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_STAGE_DEPLOY_LOCK])
+
+
+def _live_elsewhere(rollout: Rollout) -> Exists:
+    """Whether the device (the outer query's row) is still live in another active or paused rollout.
+
+    Those rollouts are few and named by id, so the database reads just their deployments by index
+    rather than every deployment ever made. Under the stage-deploy lock the list is complete: a
+    rollout becomes active only by starting, which deploys its first stage under the same lock."""
+    live = Rollout.objects.filter(status__in=(RolloutStatus.ACTIVE, RolloutStatus.PAUSED)).exclude(
+        pk=rollout.pk
+    )
+    live_ids = list(live.values_list("pk", flat=True))
+    return Exists(
+        DeviceDeployment.objects.filter(
+            device=OuterRef("pk"), rollout__in=live_ids, state__in=LIVE_DEPLOYMENT_STATES
+        )
+    )
+
+
+def _insert_pending(*, rollout: Rollout, ring: str, targets: QuerySet[Device], now: dt.datetime) -> int:
+    """INSERT ... SELECT a pending deployment of `rollout` for each of `targets`; how many.
+
+    The deployment records the version the device ran before (from_version). With waves only the
+    first wave, the first devices in id order, may install now; the periodic release brings the
+    others (_release_due_wave, in the same order)."""
+    released: Any = Value(now)
+    if rollout.waves:
+        wave = Window(RowNumber(), order_by=F("pk").asc())
+        released = Case(When(LessThanOrEqual(wave, first_wave(rollout.waves)), then=Value(now)), default=None)
+    # Column by column what the model's defaults would write; the SELECT follows this order.
+    columns: dict[str, Any] = {
+        "rollout": Value(rollout.pk),
+        "device": F("pk"),
+        "ring": Value(ring),
+        "state": Value(DeploymentState.PENDING),
+        "from_version": F("app_version"),
+        "attempts": Value(0),
+        "released_at": released,
+        "last_error": Value(""),
+        "diagnostics": Value(""),
+        "created_at": Value(now),
+        "state_changed_at": Value(now),
+    }
+    rows = targets.annotate(**{f"new_{name}": value for name, value in columns.items()}).values_list(
+        *(f"new_{name}" for name in columns)
+    )
+    select, params = rows.query.sql_with_params()
+    quote = connection.ops.quote_name
+    column_of = {field.name: field.column for field in DeviceDeployment._meta.concrete_fields if field.column}
+    names = ", ".join(quote(column_of[name]) for name in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(DeviceDeployment._meta.db_table)} ({names}) {select}", params)
+        return cursor.rowcount
 
 
 def deployed_sentence(rollout: Rollout, deployed: dict[str, Any]) -> str:
@@ -447,12 +498,14 @@ def deployments_roll_back(*, rollout: Rollout, now: dt.datetime) -> tuple[int, i
     """A rolled-back rollout's deployments: devices that received the release go back to the
     previous stable one (rolling_back), devices that had not started are cancelled. The two counts."""
     deployments = DeviceDeployment.objects.filter(rollout=rollout)
-    rolling_back = deployments.filter(
-        state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
-    ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
+    # Pending ones first: a device that starts downloading meanwhile is then rolled back by the
+    # second UPDATE, instead of slipping between the two and staying on downloading.
     cancelled = deployments.filter(state=DeploymentState.PENDING).update(
         state=DeploymentState.CANCELLED, state_changed_at=now
     )
+    rolling_back = deployments.filter(
+        state__in=(DeploymentState.DOWNLOADING, DeploymentState.VERIFIED, DeploymentState.ACTIVATED)
+    ).update(state=DeploymentState.ROLLING_BACK, rolling_back_at=now, state_changed_at=now)
     return rolling_back, cancelled
 
 

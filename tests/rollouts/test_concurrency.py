@@ -4,7 +4,8 @@ consistent state, and both attempts are in the audit log."""
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 import pytest
 from django.db import connection, transaction
@@ -12,7 +13,9 @@ from django.db import connection, transaction
 from rollouts.models import DeviceDeployment, Rollout
 from rollouts.services import lifecycle
 from saferoll.core.errors import ServiceRefused
-from saferoll.core.models import AuditEvent
+from saferoll.core.models import AuditEvent, FleetState
+from tests.factories import ReleaseFactory
+from tests.rollouts.conftest import FLEET
 from tests.rollouts.helpers import report
 
 # Long enough for two threads to reach a row lock on a loaded machine; the race itself never waits.
@@ -28,10 +31,13 @@ def waiting_on_locks() -> int:
         return cursor.fetchone()[0]
 
 
-def race(rollout: Rollout, attempts: dict[str, Callable[[Rollout], Rollout]]) -> dict[str, str]:
+def race(
+    rollout: Rollout, attempts: dict[str, Callable[[Rollout], Rollout]], *, also: Sequence[Rollout] = ()
+) -> dict[str, str]:
     """Run each attempt in its own thread and database session, on the rollout as each saw it
-    before the race, and make them queue on the rollout's row lock: this test holds the lock until
-    every attempt is blocked on it, then lets go. Returns, per attempt, "done" or the refusal."""
+    before the race, and make them queue on the rollout's row lock (and those of `also`, for
+    attempts on other rollouts): this test holds the locks until every attempt is blocked on one,
+    then lets go. Returns, per attempt, "done" or the refusal."""
     outcomes: dict[str, str] = {}
     barrier = threading.Barrier(len(attempts) + 1)
 
@@ -48,7 +54,7 @@ def race(rollout: Rollout, attempts: dict[str, Callable[[Rollout], Rollout]]) ->
 
     threads = [threading.Thread(target=attempt, args=item) for item in attempts.items()]
     with transaction.atomic():
-        Rollout.objects.select_for_update().get(pk=rollout.pk)
+        list(Rollout.objects.select_for_update().filter(pk__in=[rollout.pk, *(other.pk for other in also)]))
         for thread in threads:
             thread.start()
         barrier.wait()
@@ -128,3 +134,31 @@ def test_it_promotes_once_when_two_people_press_promote_together(racing, manager
     assert Rollout.objects.get(pk=racing.pk).state == "ring_5"
     assert DeviceDeployment.objects.filter(rollout=racing, ring="ring_5").count() == 12
     assert sorted(actions_since_start(racing)) == ["PROMOTE", "PROMOTE_REFUSED"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("round_", range(3))
+def test_two_rollouts_starting_together_never_both_claim_a_device(plan, release, fleet, manager, round_):
+    first = lifecycle.rollout_create(release=release, plan=plan, actor=manager)
+    second = lifecycle.rollout_create(release=ReleaseFactory(version="v2.2"), plan=plan, actor=manager)
+    # Stored beforehand: two starts creating it at once would queue on its key before deploying.
+    FleetState.load()
+
+    outcomes = race(
+        first,
+        {
+            "first": lambda seen: lifecycle.rollout_start(rollout=seen, actor=manager),
+            "second": lambda _: lifecycle.rollout_start(rollout=second, actor=manager),
+        },
+        also=[second],
+    )
+
+    assert set(outcomes.values()) == {"done"}, outcomes
+    claims = Counter(
+        DeviceDeployment.objects.filter(rollout__in=[first, second]).values_list("device_id", flat=True)
+    )
+    assert len(claims) == FLEET["pilot"]
+    assert set(claims.values()) == {1}
+    starts = AuditEvent.objects.filter(action="START", rollout__in=[first, second])
+    # Whichever deployed second found every pilot device busy in the other.
+    assert sorted(event.changes["deployments"]["skipped_busy"] for event in starts) == [0, FLEET["pilot"]]
