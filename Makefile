@@ -45,7 +45,9 @@ test: lint check
 
 # Benchmarks measure; tests never assert timings. Each prints its figures and merges them into
 # bench-results.json. The what-if replays need no server; their `manage.py` reads plans from the
-# configured database (DATABASE_URL, else the embedded SQLite) and falls back to the presets.
+# configured database (DATABASE_URL, else the embedded SQLite) and falls back to the presets. The
+# scale part builds a 1,000,000-device fleet in a PostgreSQL database of its own, on DATABASE_URL's
+# server (else postgres@127.0.0.1:5432), and drops it at the end.
 WHATIF_SEED ?= 1
 WHATIF := $(PY) manage.py whatif --seed $(WHATIF_SEED) --fleet 1000000 --outside-events 0.3
 bench: install
@@ -58,6 +60,7 @@ bench: install
 	$(WHATIF) --plan staging --runs 200 --json .saferoll/whatif-staging.json
 	$(PY) -m tests.benchmarks.merge .saferoll/whatif-staging.json --prefix staging.
 	$(PY) -m tests.benchmarks.autopilot_reaction
+	$(PY) -m tests.benchmarks.scale
 
 # Regenerate requirements.lock after changing pyproject.toml.
 lock:
