@@ -58,6 +58,7 @@ def rollout_ring_health(
     now: dt.datetime | None = None,
     window_minutes: int | None = None,
     spread: bool = False,
+    expected_devices: int | None = None,
 ) -> RingHealth:
     """Health of the devices a rollout targeted in `ring`, from the checks of its version received
     after this rollout targeted each device: an earlier rollout of the same version (rolled back,
@@ -70,16 +71,13 @@ def rollout_ring_health(
 
     `config` is the rollout's parsed gate_config, for a caller that already holds it; the custom
     metrics its gates name are averaged too. Over the plan's window unless `window_minutes`
-    says otherwise; `spread` adds the per-device statistics a baseline comparison reads."""
+    says otherwise; `spread` adds the per-device statistics a baseline comparison reads;
+    `expected_devices`, when the caller has counted them for the same moment, saves the count."""
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
-    # A range of the (rollout, ring, state, activated_at) index.
-    expected = DeviceDeployment.objects.filter(
-        rollout=rollout,
-        ring=ring,
-        state=DeploymentState.ACTIVATED,
-        activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
-    ).count()
+    expected = (
+        expected_devices if expected_devices is not None else _expected_devices(rollout, ring, config, now)
+    )
     return rollout_health(
         rollout_id=rollout.pk,
         stage=ring,
@@ -100,7 +98,20 @@ SITE_BASELINE_MAX_STAGE = 5_000
 SITE_BASELINE_MAX_DEVICES = 20_000
 
 
-def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime) -> Baseline | None:
+def _expected_devices(rollout: Rollout, ring: str, config: GateConfig, now: dt.datetime) -> int:
+    """The stage's devices activated longer than the reporting grace ago: a range of the
+    (rollout, ring, state, activated_at) index."""
+    return DeviceDeployment.objects.filter(
+        rollout=rollout,
+        ring=ring,
+        state=DeploymentState.ACTIVATED,
+        activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
+    ).count()
+
+
+def rollout_baseline(
+    rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime, ring_expected: int | None = None
+) -> Baseline | None:
     """The devices still on the previous release (at the stage's sites for a small stage, see
     SITE_BASELINE_MAX_STAGE), over the plan's window and over its last `baseline_window_minutes`
     (with the ring over that slice); None when the plan compares nothing."""
@@ -138,7 +149,13 @@ def rollout_baseline(rollout: Rollout, ring: str, *, config: GateConfig, now: dt
         window=previous_release(config.window_minutes, spread=False),
         recent=previous_release(recent, spread=True),
         ring_recent=rollout_ring_health(
-            rollout, ring, config=config, now=now, window_minutes=recent, spread=True
+            rollout,
+            ring,
+            config=config,
+            now=now,
+            window_minutes=recent,
+            spread=True,
+            expected_devices=ring_expected,
         ),
     )
 
@@ -151,7 +168,7 @@ def _site_baseline(
     fleet's baseline."""
     deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring)
     # Counted no further than the limit: a large stage costs no more than a small one here.
-    if deployments[: SITE_BASELINE_MAX_STAGE + 1].count() > SITE_BASELINE_MAX_STAGE:
+    if deployments.order_by()[: SITE_BASELINE_MAX_STAGE + 1].count() > SITE_BASELINE_MAX_STAGE:
         return None
     sites = list(deployments.order_by().values_list("device__site", flat=True).distinct())
     devices = site_baseline_devices(
@@ -167,7 +184,12 @@ def _site_baseline(
 
 
 def rollout_signals(
-    rollout: Rollout, ring: str, *, config: GateConfig | None = None, now: dt.datetime | None = None
+    rollout: Rollout,
+    ring: str,
+    *,
+    config: GateConfig | None = None,
+    now: dt.datetime | None = None,
+    ring_expected: int | None = None,
 ) -> Signals:
     """Deployment failures in the ring (002 C8), open Sev1 incidents on the release, how much of
     the stage runs the release and the stage's bake. Only a failure the plan no longer retries
@@ -193,7 +215,7 @@ def rollout_signals(
         open_sev1_incidents=tuple(sev1),
         install=rollout_install_progress(rollout, ring, config=config, now=now, by_state=by_state),
         bake=rollout_bake_clock(rollout, ring, now=now),
-        baseline=rollout_baseline(rollout, ring, config=config, now=now),
+        baseline=rollout_baseline(rollout, ring, config=config, now=now, ring_expected=ring_expected),
     )
 
 

@@ -145,7 +145,8 @@ def rollout_evaluate(
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
     health = rollout_ring_health(rollout, ring, config=config, now=now)
-    return evaluate(health, config, rollout_signals(rollout, ring, config=config, now=now))
+    signals = rollout_signals(rollout, ring, config=config, now=now, ring_expected=health.expected_devices)
+    return evaluate(health, config, signals)
 
 
 def evaluation_store(
