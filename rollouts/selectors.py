@@ -50,6 +50,20 @@ def newest_targetings(
     return {(device, version): Targeting(rollout, stage, at) for device, version, rollout, stage, at in rows}
 
 
+def stage_health(
+    rollout: Rollout, ring: str, *, config: GateConfig, now: dt.datetime
+) -> tuple[RingHealth, Signals]:
+    """What a judgement reads of a stage: its health and its other signals, the stage's
+    deployments counted once for both."""
+    by_state = stage_state_counts(rollout, ring)
+    expected = _expected_devices(rollout, ring, config, now, activated=by_state[DeploymentState.ACTIVATED])
+    health = rollout_ring_health(rollout, ring, config=config, now=now, expected_devices=expected)
+    signals = rollout_signals(
+        rollout, ring, config=config, now=now, ring_expected=expected, by_state=by_state
+    )
+    return health, signals
+
+
 def rollout_ring_health(
     rollout: Rollout,
     ring: str,
@@ -98,15 +112,17 @@ SITE_BASELINE_MAX_STAGE = 5_000
 SITE_BASELINE_MAX_DEVICES = 20_000
 
 
-def _expected_devices(rollout: Rollout, ring: str, config: GateConfig, now: dt.datetime) -> int:
-    """The stage's devices activated longer than the reporting grace ago: a range of the
-    (rollout, ring, state, activated_at) index."""
-    return DeviceDeployment.objects.filter(
-        rollout=rollout,
-        ring=ring,
-        state=DeploymentState.ACTIVATED,
-        activated_at__lte=now - dt.timedelta(seconds=config.reporting_grace_seconds),
-    ).count()
+def _expected_devices(
+    rollout: Rollout, ring: str, config: GateConfig, now: dt.datetime, *, activated: int | None = None
+) -> int:
+    """The stage's devices activated longer than the reporting grace ago. From `activated`, the
+    stage's activated count when the caller has it, less those activated within the grace: a
+    short range at the end of the (rollout, ring, state, activated_at) index."""
+    deployments = DeviceDeployment.objects.filter(rollout=rollout, ring=ring, state=DeploymentState.ACTIVATED)
+    grace_began = now - dt.timedelta(seconds=config.reporting_grace_seconds)
+    if activated is None:
+        return deployments.filter(activated_at__lte=grace_began).count()
+    return activated - deployments.filter(activated_at__gt=grace_began).count()
 
 
 def rollout_baseline(
@@ -190,11 +206,13 @@ def rollout_signals(
     config: GateConfig | None = None,
     now: dt.datetime | None = None,
     ring_expected: int | None = None,
+    by_state: dict[str, int] | None = None,
 ) -> Signals:
     """Deployment failures in the ring (002 C8), open Sev1 incidents on the release, how much of
     the stage runs the release and the stage's bake. Only a failure the plan no longer retries
-    counts; a deployment waiting for its retry has been tried, so it counts among the exposed."""
-    by_state = stage_state_counts(rollout, ring)
+    counts; a deployment waiting for its retry has been tried, so it counts among the exposed.
+    `by_state` and `ring_expected`: the stage's counts, when the caller has them for this moment."""
+    by_state = by_state or stage_state_counts(rollout, ring)
     retrying = DeviceDeployment.objects.filter(
         rollout=rollout, ring=ring, state=DeploymentState.PENDING, attempts__gt=0
     ).count()

@@ -26,7 +26,7 @@ from rollouts.choices import (
 from rollouts.fleet_release import already_running_refusal, rollback_versions
 from rollouts.gates import Action, Decision, GateConfig, evaluate
 from rollouts.models import DeviceDeployment, Evaluation, Release, Rollout, RolloutPlan
-from rollouts.selectors import rollout_ring_health, rollout_signals
+from rollouts.selectors import stage_health
 from rollouts.services.deployments import deploy_stage, deployed_sentence, deployments_roll_back
 from rollouts.services.plans import default_plan, plan_clean_gate_config, plan_clean_stages
 from rollouts.services.releases import release_completed, release_completion_rolled_back
@@ -144,8 +144,7 @@ def rollout_evaluate(
     ring = rollout.current_ring
     now = now or timezone.now()
     config = config or GateConfig.from_dict(rollout.gate_config)
-    health = rollout_ring_health(rollout, ring, config=config, now=now)
-    signals = rollout_signals(rollout, ring, config=config, now=now, ring_expected=health.expected_devices)
+    health, signals = stage_health(rollout, ring, config=config, now=now)
     return evaluate(health, config, signals)
 
 
