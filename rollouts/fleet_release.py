@@ -177,18 +177,25 @@ def split_fleet() -> list[SplitVariant]:
 def rollback_versions(rollout: Rollout) -> list[str]:
     """The versions a rollback of `rollout` sends its devices to (those that received the release,
     or are rolling back): one per variant's target, so usually one; the release's previous release
-    when no device received it."""
-    rows = (
-        DeviceDeployment.objects.filter(rollout=rollout, state__in=_RETURNING_STATES)
-        .order_by()
-        .values_list("device__variant_id", "from_version")
-        .distinct()
-    )
+    when no device received it.
+
+    Asked variant by variant (the fleet has a handful), each an EXISTS that stops at the first
+    returning device, instead of listing the distinct (variant, version) pairs of every
+    deployment: a rollout's page reads this at any size. Only a variant with no release to go
+    back to asks which versions its devices came from."""
+    returning = DeviceDeployment.objects.filter(rollout=rollout, state__in=_RETURNING_STATES)
     release = rollout.release
-    versions = {
-        rollback_target(release=release, variant_id=variant_id, from_version=from_version)[1]
-        for variant_id, from_version in rows
-    }
+    versions = set()
+    variants = [*HardwareVariant.objects.values_list("pk", flat=True), None]
+    for variant_id in variants:
+        devices = returning.filter(device__variant_id=variant_id)
+        if not devices.exists():
+            continue
+        target, version = rollback_target(release=release, variant_id=variant_id, from_version="")
+        if target is not None:
+            versions.add(version)
+            continue
+        versions.update(devices.order_by().values_list("from_version", flat=True).distinct())
     if not versions and (previous := release.previous_release):
         versions.add(previous.version)
     return sorted(version for version in versions if version)
