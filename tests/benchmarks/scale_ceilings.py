@@ -9,7 +9,6 @@ queries for freshly loaded tables would make sure they do not.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -18,11 +17,8 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from rollouts.choices import LIVE_DEPLOYMENT_STATES, DeploymentState, RolloutStatus
-from rollouts.gates import GateConfig
 from rollouts.models import Rollout
-
-# The window of the gates' defaults (the benchmark's plan keeps them) and of GET /api/health/ring.
-WINDOW = dt.timedelta(minutes=GateConfig().window_minutes)
+from tests.benchmarks.scale_fleet import WINDOW
 
 _HEALTH = """
     count(DISTINCT c.device_id), count(*), avg(c.crash_free), count(*) FILTER (WHERE c.boot_ok),

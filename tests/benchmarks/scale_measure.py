@@ -38,6 +38,7 @@ from tests.benchmarks.merge import figure
 from tests.benchmarks.scale_fleet import (
     CHECK_SPAN,
     CREATED_BEFORE,
+    WINDOW,
     FleetSize,
     World,
     analyze,
@@ -78,7 +79,7 @@ class BenchClock:
         """Measurements begin: the checks lead up to `anchor`, and the window must still hold the
         oldest of them at the last measurement."""
         self.moment = anchor
-        self.latest = anchor + ceilings.WINDOW - CHECK_SPAN
+        self.latest = anchor + WINDOW - CHECK_SPAN
 
     def tick(self) -> None:
         self.moment += TICK
@@ -95,7 +96,7 @@ class BenchClock:
 
 
 @dataclass
-class Watch:
+class Cutoff:
     fired: bool = False
 
 
@@ -106,7 +107,7 @@ def _conninfo() -> dict[str, Any]:
 
 
 @contextmanager
-def time_limit(seconds: float) -> Iterator[Watch]:
+def time_limit(seconds: float) -> Iterator[Cutoff]:
     """Once `seconds` have passed, cancel the statement running on this thread's connection, and
     every one after it until the block ends (the work may catch one failure and go on). The
     database error the block ends in is swallowed; `fired` says it was cut off."""
@@ -115,12 +116,12 @@ def time_limit(seconds: float) -> Iterator[Watch]:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     done = threading.Event()
-    watch = Watch()
+    cutoff = Cutoff()
 
     def cancel() -> None:
         if done.wait(seconds):
             return
-        watch.fired = True
+        cutoff.fired = True
         with psycopg.connect(**_conninfo(), autocommit=True) as admin:
             while not done.is_set():
                 admin.execute("SELECT pg_cancel_backend(%s)", [pid])
@@ -129,9 +130,9 @@ def time_limit(seconds: float) -> Iterator[Watch]:
     watchdog = threading.Thread(target=cancel, daemon=True)
     watchdog.start()
     try:
-        yield watch
+        yield cutoff
     except Exception:
-        if not watch.fired:
+        if not cutoff.fired:
             raise
     finally:
         done.set()
@@ -185,11 +186,11 @@ class Stopwatch:
         samples: list[float] = []
         while len(samples) < runs and (not samples or samples[-1] < CHEAP_SECONDS):
             self.clock.tick()
-            with time_limit(limit) as watch:
+            with time_limit(limit) as cutoff:
                 started = time.perf_counter()
                 action()
                 samples.append(time.perf_counter() - started)
-            if watch.fired:
+            if cutoff.fired:
                 return Timing(None, limit)
         return Timing(statistics.median(samples), limit)
 
