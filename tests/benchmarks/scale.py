@@ -17,10 +17,11 @@ rollbacks once):
   `_deployments` figures show;
 - the process's peak resident memory.
 
-Each comes with a ceiling: the same work in hand-written SQL (one pass over the window for ring
-health, a join to the deployments for a gate, INSERT … SELECT for the deploy, UPDATE for the
-rollback), measured in the same run; for memory and the round's growth, where no SQL does the same
-work, the issue's target. Figures go to bench-results.json as `scale.*`.
+Each comes with a ceiling: its work in hand-written SQL, measured in the same run (one pass over the
+window for ring health, a join of the window to the deployments for a gate's health, without the
+comparison with the previous release; INSERT … SELECT for the deploy, UPDATE for the rollback); for
+memory and the round's growth, where no SQL does the same work, the issue's target. Figures go to
+bench-results.json as `scale.*`.
 
 The measurements start right after the bulk load, without ANALYZE: the autopilot judges a new ring
 seconds after its rows are inserted. The output says whether the tables had statistics. A read is

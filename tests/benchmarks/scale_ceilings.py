@@ -69,7 +69,8 @@ def ring_health(ring: str | None = None) -> Callable[[], None]:
 
 def gate_health(rollout: Rollout) -> Callable[[], None]:
     """What the gates judge of a rollout's current ring: the checks of its version that each device
-    sent after the rollout targeted it, in one join of the window to its deployments."""
+    sent after the rollout targeted it, in one join of the window to its deployments. A judgement
+    also compares the ring with the devices still on the previous release; that read is not in it."""
 
     def run() -> None:
         with hand_planned() as cursor:

@@ -326,6 +326,8 @@ class Report:
         data = figure(_rounded(timing.seconds), "s", ceiling=_rounded(ceiling.seconds) if ceiling else None)
         if timing.seconds is None:
             data["timed_out_after"] = timing.limit
+        if timing.skipped:
+            data["skipped"] = True
         self.figures[name] = data
         shown_ceiling = f"{ceiling}  ×{data['ratio']:.2f}" if "ratio" in data else str(ceiling or "")
         self.rows.append(Row(name, str(timing), shown_ceiling, note))

@@ -4,14 +4,14 @@ every figure.
 The timings themselves belong to the benchmark."""
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from rollouts.choices import EvaluationSource, RolloutStatus
 from rollouts.models import DeviceDeployment, Evaluation, Rollout
 from telemetry.models import HealthCheck
 from tests.benchmarks.scale import bench_database_url
 from tests.benchmarks.scale_fleet import FleetSize
-from tests.benchmarks.scale_measure import run
+from tests.benchmarks.scale_measure import Report, Timing, run, time_limit
 
 TIMINGS = [
     "scale.round_seconds",
@@ -89,3 +89,31 @@ def test_without_a_postgresql_server_configured_it_uses_the_local_one(monkeypatc
     monkeypatch.delenv("BENCH_SCALE_DATABASE", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert bench_database_url() == "postgres://postgres@127.0.0.1:5432/saferoll_bench_scale"
+
+
+def test_a_statement_past_the_time_limit_is_cancelled_and_the_measurement_says_so(db):
+    finished = False
+    with time_limit(0.2) as cutoff, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(30)")
+        finished = True
+
+    assert cutoff.fired and not finished
+
+
+def test_a_figure_cut_off_or_skipped_says_so_beside_its_ceiling():
+    report = Report()
+    report.timing("scale.cut", Timing(None, 30.0), ceiling=Timing(2.5, 120.0))
+    report.timing("scale.skipped", Timing(None, 30.0, skipped=True), ceiling=Timing(2.5, 120.0))
+    report.timing("scale.measured", Timing(5.0, 30.0), ceiling=Timing(2.5, 120.0))
+
+    assert report.figures == {
+        "scale.cut": {"value": None, "unit": "s", "ceiling": 2.5, "timed_out_after": 30.0},
+        "scale.skipped": {
+            "value": None,
+            "unit": "s",
+            "ceiling": 2.5,
+            "timed_out_after": 30.0,
+            "skipped": True,
+        },
+        "scale.measured": {"value": 5.0, "unit": "s", "ceiling": 2.5, "ratio": 2.0},
+    }
