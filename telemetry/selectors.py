@@ -1,8 +1,8 @@
 """Health aggregation (000 §6.4): windows cut on the server's receive time, on whole minutes.
 
-Rings and rollout stages are read from the per-minute rollups (telemetry.rollups), whatever the
-number of checks. Raw checks are read for one device, for a rollout's baseline and for the
-per-device spread a baseline comparison needs. There PostgreSQL computes medians in the aggregate
+Rings, rollout stages, the fleet and a large stage's baseline are read from the per-minute rollups
+(telemetry.rollups), whatever the number of checks. Raw checks are read for one device and for a
+small stage's baseline at its own sites. There PostgreSQL computes medians in the aggregate
 query itself (percentile_cont); SQLite, the embedded default, has no ordered-set aggregates, so
 the median is read by offset into sorted values.
 """
@@ -342,12 +342,10 @@ def ring_health(
     that goes silent shows a falling reporting rate instead of fewer, healthier-looking checks."""
     now = now or timezone.now()
     devices = Device.objects.filter(ring=ring)
-    groups = HealthGroup.objects.filter(ring=ring)
     if version:
         devices = devices.filter(app_version=version)
-        groups = groups.filter(version=version)
     return _rollup_health(
-        list(groups.values_list("id", flat=True)),
+        _group_ids(ring=ring, **({"version": version} if version else {})),
         ring=ring,
         window_minutes=window_minutes,
         now=now,
@@ -386,11 +384,8 @@ def ring_series(
     """Per-minute health of a ring (optionally only checks reporting `version`) over the last
     `minutes` minutes, oldest first, one point per minute (the current, partial minute included),
     minutes without checks carrying None figures; with the per-minute means of the custom `metrics`."""
-    groups = HealthGroup.objects.filter(ring=ring)
-    if version:
-        groups = groups.filter(version=version)
     return _rollup_series(
-        list(groups.values_list("id", flat=True)),
+        _group_ids(ring=ring, **({"version": version} if version else {})),
         minutes=minutes,
         now=now or timezone.now(),
         metrics=metrics,
@@ -409,11 +404,8 @@ def rollout_series(
 ) -> list[SeriesPoint]:
     """Per-minute health of the checks of `version` a rollout's devices sent after it targeted
     them, in one stage (every stage when None): what its gates judge, minute by minute."""
-    groups = HealthGroup.objects.filter(rollout_id=rollout_id, version=version)
-    if stage is not None:
-        groups = groups.filter(stage=stage)
     return _rollup_series(
-        list(groups.values_list("id", flat=True)),
+        _group_ids(rollout_id=rollout_id, version=version, **({"stage": stage} if stage is not None else {})),
         minutes=minutes,
         now=now,
         metrics=metrics,
